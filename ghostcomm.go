@@ -1,0 +1,214 @@
+// Package ghostcomm is a multi-hop, layered-encrypted message network over Tor
+// v3 onion services.
+//
+// Three roles make up a network:
+//
+//   - A [Primary] is the discovery point. It listens on its own onion
+//     service, owns a pool of [Node]s, and hands each [Client] that asks a
+//     lock-cycle payload: the nodes' onion addresses, OpenPGP public keys and
+//     processing configurations, encrypted so that only the asking client can
+//     read it and signed by the Primary. It replaces the whole pool (new
+//     keys, new onions) every rotation period; the previous pool stays up for
+//     a grace window so messages in flight finish.
+//   - A [Node] is one hop. It has its own onion service and its own OpenPGP
+//     key pair, valid for one lock-cycle. Per message it peels its layer,
+//     checks freshness and replay, applies its [Processor] to the data,
+//     re-encrypts the result for the next hop with that hop's public key,
+//     forwards it, and relays the answer back. The last hop encrypts the
+//     result for the client.
+//   - A [Client] fetches the payload from the Primary, builds one layer per
+//     hop, sends the message to the first hop and reads the answer, which no
+//     hop on the way back can read.
+//
+// Tor is reached through two small interfaces, [TorController] (create and
+// remove onion services) and [Dialer] (connect to an onion address). Package
+// torctl implements them on a real tor; package torctl/tortest implements them
+// in process, so a whole network runs in one test with no tor installed.
+//
+// The wire formats and the threat model are written down in docs/PROTOCOL.md.
+package ghostcomm
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// DefaultOnionPort is the virtual port of every onion service that a Primary
+// or Node creates when its Config leaves OnionPort zero.
+const DefaultOnionPort = 80
+
+// OnionConfig describes an ephemeral v3 onion service to create.
+type OnionConfig struct {
+	// VirtualPort is the port clients dial at the onion address.
+	VirtualPort int
+
+	// Target is the local TCP address ("127.0.0.1:port") to which the
+	// service forwards each incoming stream.
+	Target string
+
+	// Key, if not nil, is the service's ed25519 identity key. Nil asks the
+	// controller to generate a fresh one, which is what ephemeral services
+	// want: nothing links two services to each other.
+	Key ed25519.PrivateKey
+
+	// ClientAuth, if not empty, lists the x25519 public keys of the clients
+	// allowed to reach the service (v3 client authorization). Tor refuses
+	// every other client before any byte reaches Target.
+	ClientAuth [][32]byte
+
+	// NoWait makes CreateOnion return as soon as the service is registered,
+	// without waiting for its descriptor to be published.
+	NoWait bool
+}
+
+// Onion is an onion service created by a TorController.
+type Onion struct {
+	// ServiceID is the 56-character base32 v3 address without ".onion".
+	ServiceID string
+	// Port is the virtual port.
+	Port int
+}
+
+// Addr returns the dialable address "<ServiceID>.onion:<Port>".
+func (o Onion) Addr() string {
+	return net.JoinHostPort(o.ServiceID+".onion", strconv.Itoa(o.Port))
+}
+
+// TorController creates and removes ephemeral onion services.
+//
+// Implementations must be safe for concurrent use. CreateOnion blocks until
+// the service is published (unless OnionConfig.NoWait is set) or ctx ends;
+// when it returns an error no service is left behind. RemoveOnion is
+// idempotent: removing a service that does not exist, or no longer exists,
+// returns nil. The controller does not own the local listener at Target; the
+// caller closes it.
+type TorController interface {
+	CreateOnion(ctx context.Context, conf OnionConfig) (Onion, error)
+	RemoveOnion(ctx context.Context, serviceID string) error
+}
+
+// Dialer connects to onion addresses ("<id>.onion:port").
+//
+// Implementations must be safe for concurrent use and honour ctx for the whole
+// dial. A dial to an onion service that does not exist, or no longer exists,
+// fails with an error matching ErrOnionNotFound; other failures to reach a
+// service match ErrOnionUnreachable. golang.org/x/net/proxy's ContextDialer
+// has this shape.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Errors that callers may match with errors.Is.
+var (
+	// ErrOnionNotFound: the onion service's descriptor could not be found
+	// (tor SOCKS reply 0xF0). The service was never published or was removed.
+	ErrOnionNotFound = errors.New("ghostcomm: onion service not found")
+
+	// ErrOnionUnreachable: the onion service exists but could not be reached
+	// (introduction or rendezvous failed, client authorization missing...).
+	ErrOnionUnreachable = errors.New("ghostcomm: onion service unreachable")
+
+	// ErrClosed: the Primary, Node or Client was closed.
+	ErrClosed = errors.New("ghostcomm: closed")
+
+	// ErrFrameTooLarge: a frame announced a body larger than the limit. The
+	// body was not read.
+	ErrFrameTooLarge = errors.New("ghostcomm: frame too large")
+
+	// ErrMalformed: bytes that do not parse as the expected structure.
+	ErrMalformed = errors.New("ghostcomm: malformed input")
+
+	// ErrUnsupportedVersion: a frame, layer or payload of a version this
+	// code does not speak.
+	ErrUnsupportedVersion = errors.New("ghostcomm: unsupported version")
+
+	// ErrAuth: authenticated decryption failed. The bytes were altered, or
+	// they were not encrypted for this key.
+	ErrAuth = errors.New("ghostcomm: authentication failed")
+
+	// ErrBadSignature: the lock-cycle payload's signature does not verify
+	// against the pinned Primary key.
+	ErrBadSignature = errors.New("ghostcomm: bad signature")
+
+	// ErrWrongPrimary: the payload was signed by a key other than the one
+	// the client pinned.
+	ErrWrongPrimary = errors.New("ghostcomm: payload signed by an unexpected primary key")
+
+	// ErrReplay: a hop has already seen this layer in this lock-cycle.
+	ErrReplay = errors.New("ghostcomm: replayed message")
+
+	// ErrStaleCycle: the lock-cycle the message or payload was made for is
+	// not valid at this time.
+	ErrStaleCycle = errors.New("ghostcomm: lock-cycle expired or not yet valid")
+
+	// ErrUnknownProcessor: a processing configuration names a processor that
+	// is not registered, or gives it parameters it rejects.
+	ErrUnknownProcessor = errors.New("ghostcomm: unknown processor or bad parameters")
+
+	// ErrProcessing: a hop's processor failed on the data.
+	ErrProcessing = errors.New("ghostcomm: processing failed")
+
+	// ErrHopUnreachable: a hop could not be reached by the hop (or client)
+	// before it.
+	ErrHopUnreachable = errors.New("ghostcomm: hop unreachable")
+
+	// ErrHopTimeout: a hop did not answer before the deadline.
+	ErrHopTimeout = errors.New("ghostcomm: hop timed out")
+
+	// ErrRejected: a hop refused the message without saying why in an
+	// authenticated way (it could not open its layer).
+	ErrRejected = errors.New("ghostcomm: rejected by hop")
+
+	// ErrBusy: a hop refused the message for lack of capacity.
+	ErrBusy = errors.New("ghostcomm: hop busy")
+
+	// ErrVerify: the final result differs from the result the client
+	// expected from the chain's deterministic processors.
+	ErrVerify = errors.New("ghostcomm: result does not match the expected processing")
+
+	// ErrBadInvite: an invite string does not parse.
+	ErrBadInvite = errors.New("ghostcomm: bad invite")
+)
+
+// HopError reports a failure attributed to one hop of a route.
+type HopError struct {
+	// Hop is the 1-based position of the hop in the route.
+	Hop int
+	// Onion is the hop's onion address ("<id>.onion:port").
+	Onion string
+	// Err is the cause; it matches one of the package's sentinel errors.
+	Err error
+}
+
+func (e *HopError) Error() string {
+	return fmt.Sprintf("ghostcomm: hop %d (%s): %v", e.Hop, e.Onion, e.Err)
+}
+
+func (e *HopError) Unwrap() error { return e.Err }
+
+// Clock is the time source of a Primary, Node or Client: tests inject a fake
+// one to run a day of lock-cycle rotations in milliseconds. The zero Config
+// uses the system clock.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine once d has elapsed, unless
+	// stop is called first; stop reports whether it prevented the call.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
+// SystemClock is the real clock.
+var SystemClock Clock = systemClock{}

@@ -1,0 +1,465 @@
+package ghostcomm
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
+)
+
+// DefaultHopTimeout bounds how long a Node waits for the rest of the route to
+// answer when the message's own budget is larger (or absent).
+const DefaultHopTimeout = 60 * time.Second
+
+// DefaultReplayCacheSize bounds the replay cache of one Node for one
+// lock-cycle: 1<<20 entries of 16 bytes each, about 40 MiB with map
+// overhead. When it is full the node refuses new messages with ErrBusy
+// rather than forget what it has seen.
+const DefaultReplayCacheSize = 1 << 20
+
+// NodeConfig configures a Node. The zero value is a node that passes data
+// through unchanged, valid from now for ten years.
+type NodeConfig struct {
+	// Processor is what the node does to the data. Zero: IdentitySpec.
+	Processor ProcessorSpec
+
+	// NotBefore and NotAfter bound the lock-cycle the node serves. Zero
+	// NotBefore means now; zero NotAfter means NotBefore plus ten years.
+	// The node refuses messages made for another cycle, and every message
+	// after NotAfter+Grace.
+	NotBefore, NotAfter time.Time
+	// Grace is how long after NotAfter the node still accepts messages.
+	Grace time.Duration
+
+	// Key is the node's OpenPGP private key (unlocked, curve25519). Nil
+	// generates a fresh one, which is what a lock-cycle wants.
+	Key *pgp.Key
+
+	// OnionPort is the onion service's virtual port. Zero:
+	// DefaultOnionPort.
+	OnionPort int
+	// OnionKey, if set, fixes the onion service's ed25519 key (and so its
+	// address). Nil: a fresh ephemeral address.
+	OnionKey ed25519.PrivateKey
+
+	// MaxFrameSize bounds a frame's body. Zero: DefaultMaxFrameSize.
+	MaxFrameSize int
+	// MaxConcurrent bounds the messages handled at once. Zero:
+	// DefaultMaxConcurrent.
+	MaxConcurrent int
+	// ReplayCacheSize bounds the replay cache. Zero:
+	// DefaultReplayCacheSize.
+	ReplayCacheSize int
+	// HopTimeout bounds the wait for the next hop. Zero: DefaultHopTimeout.
+	HopTimeout time.Duration
+	// IdleTimeout closes streams that carry nothing for this long. Zero:
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// IOTimeout bounds reading one frame body and writing one frame. Zero:
+	// DefaultIOTimeout.
+	IOTimeout time.Duration
+
+	// Clock is the time source. Nil: SystemClock.
+	Clock Clock
+	// Rand is the source of keys and padding. Nil: crypto/rand.
+	Rand io.Reader
+	// Logger receives debug and warning records. Nil: silent.
+	Logger *slog.Logger
+	// Observer, if set, is called after each message the node handled
+	// (successfully or not), from the handling goroutine.
+	Observer func(HopEvent)
+}
+
+// HopEvent describes one message handled by one Node, for operators and for
+// demonstrations. It carries no message content.
+type HopEvent struct {
+	// Onion is the node's onion service.
+	Onion Onion
+	// Processor is the node's processing configuration.
+	Processor ProcessorSpec
+	// Start is when the message arrived.
+	Start time.Time
+	// Process is the time spent peeling, checking and processing, before
+	// forwarding.
+	Process time.Duration
+	// Total is the time until the answer went back, including the rest of
+	// the route.
+	Total time.Duration
+	// InSize and OutSize are the data sizes before and after processing.
+	InSize, OutSize int
+	// Last reports that this node was the route's last hop.
+	Last bool
+	// Err is why the message failed at or after this node, or nil.
+	Err error
+}
+
+func (c *NodeConfig) withDefaults() NodeConfig {
+	d := *c
+	if d.Processor.Name == "" {
+		d.Processor = IdentitySpec
+	}
+	if d.Clock == nil {
+		d.Clock = SystemClock
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	d.Logger = loggerOr(d.Logger)
+	if d.NotBefore.IsZero() {
+		d.NotBefore = d.Clock.Now()
+	}
+	d.NotBefore = d.NotBefore.Truncate(time.Second)
+	if d.NotAfter.IsZero() {
+		d.NotAfter = d.NotBefore.AddDate(10, 0, 0)
+	}
+	if d.OnionPort == 0 {
+		d.OnionPort = DefaultOnionPort
+	}
+	if d.MaxFrameSize <= 0 {
+		d.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if d.MaxConcurrent <= 0 {
+		d.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if d.ReplayCacheSize <= 0 {
+		d.ReplayCacheSize = DefaultReplayCacheSize
+	}
+	if d.HopTimeout <= 0 {
+		d.HopTimeout = DefaultHopTimeout
+	}
+	if d.IdleTimeout <= 0 {
+		d.IdleTimeout = DefaultIdleTimeout
+	}
+	if d.IOTimeout <= 0 {
+		d.IOTimeout = DefaultIOTimeout
+	}
+	return d
+}
+
+// Node is one hop of a route: its own onion service and its own OpenPGP key
+// pair for one lock-cycle. Per message it peels its layer, checks the cycle and
+// the replay cache, opens the data, applies its processor, seals the result for
+// the next hop with that hop's public key, forwards it, and relays the answer
+// back; the last hop seals the result for the client.
+//
+// A Node is safe for concurrent use. Close removes its onion service, ends
+// every goroutine and wipes its private key.
+type Node struct {
+	cfg   NodeConfig
+	tc    TorController
+	keys  *keyPair
+	proc  Processor
+	onion Onion
+	ts    int64 // the cycle's NotBefore: every layer's Fernet timestamp
+
+	srv    *server
+	pool   *dialPool
+	replay *replayCache
+
+	peers atomic.Pointer[[]NodeInfo]
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+// NewNode creates a node: generates its key pair (unless cfg.Key is set),
+// listens on a fresh 127.0.0.1 port, creates its onion service through tc and
+// waits until it is published. It serves messages from then on; it forwards
+// only once SetPeers has told it the cycle's nodes.
+func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfig) (*Node, error) {
+	if tc == nil || dialer == nil {
+		return nil, errors.New("ghostcomm: NewNode needs a TorController and a Dialer")
+	}
+	c := cfg.withDefaults()
+	proc, err := NewProcessor(c.Processor)
+	if err != nil {
+		return nil, err
+	}
+	var keys *keyPair
+	if c.Key != nil {
+		keys, err = newKeyPair(c.Key)
+	} else {
+		keys, err = generateKeyPair("ghostcomm node")
+	}
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: c, tc: tc, keys: keys, proc: proc, ts: c.NotBefore.Unix()}
+	n.replay = newReplayCache(c.ReplayCacheSize)
+	empty := []NodeInfo{}
+	n.peers.Store(&empty)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("ghostcomm: node listener: %w", err)
+	}
+	n.pool = newDialPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout)
+	n.srv = newServer(ln, n.handle, c.MaxFrameSize, c.MaxConcurrent, c.IdleTimeout, c.IOTimeout, c.Logger)
+	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String()}
+	if c.OnionKey != nil {
+		oc.Key = append([]byte(nil), c.OnionKey...)
+	}
+	onion, err := tc.CreateOnion(ctx, oc)
+	if err != nil {
+		n.srv.close()
+		n.pool.close()
+		return nil, fmt.Errorf("ghostcomm: creating node onion: %w", err)
+	}
+	n.onion = onion
+	c.Logger.Debug("node up", "onion", onion.Addr(), "processor", c.Processor.String())
+	return n, nil
+}
+
+// Onion returns the node's onion service.
+func (n *Node) Onion() Onion { return n.onion }
+
+// Fingerprint returns the SHA-256 fingerprint of the node's public key.
+func (n *Node) Fingerprint() Fingerprint { return n.keys.fpr }
+
+// Info returns what a lock-cycle payload says about this node.
+func (n *Node) Info() NodeInfo {
+	return NodeInfo{
+		Onion:     n.onion,
+		PublicKey: append([]byte(nil), n.keys.raw...),
+		Processor: n.cfg.Processor,
+		pub:       &n.keys.publicKey,
+	}
+}
+
+// SetPeers tells the node the nodes of its lock-cycle, in payload order: a
+// layer's next-hop index refers to this list. The list must be the one the
+// Primary signs into the payload.
+func (n *Node) SetPeers(peers []NodeInfo) error {
+	if len(peers) > maxNodes {
+		return fmt.Errorf("ghostcomm: %d peers, at most %d", len(peers), maxNodes)
+	}
+	cp := make([]NodeInfo, len(peers))
+	for i, p := range peers {
+		cp[i] = p
+		if p.pub == nil {
+			pk, err := parsePublicKey(p.PublicKey)
+			if err != nil {
+				return fmt.Errorf("ghostcomm: peer %d: %w", i, err)
+			}
+			cp[i].pub = pk
+		}
+	}
+	n.peers.Store(&cp)
+	return nil
+}
+
+// Close removes the node's onion service, closes its streams, waits for its
+// goroutines and wipes its private key. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		errRemove := n.tc.RemoveOnion(ctx, n.onion.ServiceID)
+		if errRemove != nil {
+			errRemove = fmt.Errorf("ghostcomm: removing node onion: %w", errRemove)
+		}
+		errSrv := n.srv.close()
+		n.pool.close()
+		n.keys.wipe()
+		n.replay.reset()
+		n.closeErr = errors.Join(errRemove, errSrv)
+	})
+	return n.closeErr
+}
+
+func (n *Node) reject(code rejectCode) (frameType, [][]byte) {
+	return frameReject, [][]byte{{byte(code)}}
+}
+
+// handle answers one frame on the node's onion.
+func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte) {
+	start := n.cfg.Clock.Now()
+	if typ != frameMessage {
+		return n.reject(rejectType)
+	}
+	if n.closed.Load() {
+		return n.reject(rejectClosed)
+	}
+	m, err := parseMessage(body)
+	if err != nil {
+		return n.reject(rejectMalformed)
+	}
+	// The layer first: until it opens, nothing said back can be
+	// authenticated, so refusals are plain Reject frames.
+	p, err := peelOnion(n.keys.dec, m.layer)
+	if err != nil {
+		n.cfg.Logger.Debug("layer refused", "err", err)
+		return n.reject(rejectFor(err))
+	}
+	if err := n.checkCycle(p.ts, start); err != nil {
+		return n.reject(rejectStale)
+	}
+	if err := n.replay.add(p.tag); err != nil {
+		return n.reject(rejectFor(err))
+	}
+	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.next < 0}
+	typ, parts, err := n.relay(ctx, m, p, &ev)
+	if n.cfg.Observer != nil {
+		ev.Total = n.cfg.Clock.Now().Sub(start)
+		ev.Err = err
+		n.cfg.Observer(ev)
+	}
+	return typ, parts
+}
+
+func (n *Node) checkCycle(ts int64, now time.Time) error {
+	if ts != n.ts {
+		return fmt.Errorf("%w: layer made for another cycle", ErrStaleCycle)
+	}
+	if now.Before(n.cfg.NotBefore.Add(-maxClockSkew)) || now.After(n.cfg.NotAfter.Add(n.cfg.Grace)) {
+		return fmt.Errorf("%w: cycle not valid now", ErrStaleCycle)
+	}
+	return nil
+}
+
+// relay does the work after the layer opened: data, processing, forwarding.
+// Every failure from here on is reported to the client under the layer's
+// error key.
+func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (frameType, [][]byte, error) {
+	start := n.cfg.Clock.Now()
+	budget := time.Duration(m.budgetMS) * time.Millisecond
+	if budget <= 0 || budget > n.cfg.HopTimeout {
+		budget = n.cfg.HopTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+
+	data, _, ts, _, err := openBox(n.keys.dec, m.data)
+	if err == nil && ts != n.ts {
+		err = fmt.Errorf("%w: data made for another cycle", ErrStaleCycle)
+	}
+	if err != nil {
+		return n.report(p, reportBadData, 0, err)
+	}
+	ev.InSize = len(data)
+	out, err := n.proc.Process(data)
+	if err == nil && len(out) > n.cfg.MaxFrameSize {
+		err = fmt.Errorf("output of %d bytes exceeds the frame limit", len(out))
+	}
+	if err != nil {
+		return n.report(p, reportProcessing, 0, fmt.Errorf("%w: %v", ErrProcessing, err))
+	}
+	ev.OutSize = len(out)
+
+	if p.next < 0 {
+		key := p.key.derive(purposeReply)
+		tok, err := fernetSeal(nil, &key, n.ts, out)
+		if err != nil {
+			return n.report(p, reportProcessing, 0, err)
+		}
+		ev.Process = n.cfg.Clock.Now().Sub(start)
+		return frameReply, [][]byte{tok}, nil
+	}
+
+	peers := *n.peers.Load()
+	if p.next >= len(peers) {
+		return n.report(p, reportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.next))
+	}
+	next := &peers[p.next]
+	k, err := newLayerKey(n.cfg.Rand)
+	if err != nil {
+		return n.report(p, reportProcessing, 0, err)
+	}
+	box, err := seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.enc, &k, n.ts, out, n.cfg.Rand)
+	if err != nil {
+		return n.report(p, reportProcessing, 0, err)
+	}
+	ev.Process = n.cfg.Clock.Now().Sub(start)
+
+	// Leave a tenth of our budget to report a failure of the next hop
+	// before the previous hop gives up on us.
+	remaining := budget
+	if d, ok := ctx.Deadline(); ok {
+		remaining = time.Until(d)
+	}
+	fwd := remaining * 9 / 10
+	fctx, fcancel := context.WithTimeout(ctx, fwd)
+	defer fcancel()
+	out2 := &message{budgetMS: uint32(fwd / time.Millisecond), layer: p.inner, data: box}
+	h, body, err := n.pool.roundTrip(fctx, next.Onion.Addr(), frameMessage, out2.parts())
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOnionNotFound):
+		return n.report(p, reportNextNotFound, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return n.report(p, reportNextTimeout, 0, fmt.Errorf("%w: %v", ErrHopTimeout, err))
+	default:
+		return n.report(p, reportNextUnreached, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+	}
+	switch h.typ {
+	case frameReply:
+		return frameReply, [][]byte{body}, nil
+	case frameReject:
+		code := rejectCode(0)
+		if len(body) == 1 {
+			code = rejectCode(body[0])
+		}
+		return n.report(p, reportNextRejected, byte(code), fmt.Errorf("next hop: %w", code.err()))
+	}
+	return n.report(p, reportNextBrokeReply, 0, fmt.Errorf("%w: next hop answered with %v", ErrMalformed, h.typ))
+}
+
+// report answers with a failure report only the client can open.
+func (n *Node) report(p *peeled, code reportCode, detail byte, cause error) (frameType, [][]byte, error) {
+	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
+	key := p.key.derive(purposeError)
+	tok, err := fernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
+	if err != nil {
+		return frameReject, [][]byte{{byte(rejectMalformed)}}, errors.Join(cause, err)
+	}
+	return frameReply, [][]byte{tok}, cause
+}
+
+// replayCache remembers the tags of the layers a node opened in its cycle.
+// It never forgets within the cycle: when full it refuses (ErrBusy).
+type replayCache struct {
+	mu     sync.Mutex
+	max    int
+	seen   map[[16]byte]struct{}
+	closed bool
+}
+
+func newReplayCache(max int) *replayCache {
+	return &replayCache{max: max, seen: make(map[[16]byte]struct{})}
+}
+
+func (r *replayCache) add(tag []byte) error {
+	var k [16]byte
+	copy(k[:], tag)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if _, dup := r.seen[k]; dup {
+		return ErrReplay
+	}
+	if len(r.seen) >= r.max {
+		return fmt.Errorf("%w: replay cache full", ErrBusy)
+	}
+	r.seen[k] = struct{}{}
+	return nil
+}
+
+func (r *replayCache) reset() {
+	r.mu.Lock()
+	r.seen = nil
+	r.closed = true
+	r.mu.Unlock()
+}

@@ -1,0 +1,484 @@
+package ghostcomm
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
+)
+
+// Defaults of PrimaryConfig.
+const (
+	DefaultNodes  = 3
+	DefaultPeriod = 10 * time.Minute
+	DefaultGrace  = 2 * time.Minute
+)
+
+// PrimaryConfig configures a Primary. The zero value runs three nodes with
+// the seed's hash processing, a new lock-cycle every ten minutes and a
+// two-minute grace window.
+type PrimaryConfig struct {
+	// Nodes is the number of nodes per lock-cycle, 1..255. Zero:
+	// DefaultNodes.
+	Nodes int
+	// Period is how long a lock-cycle is handed out. Zero: DefaultPeriod.
+	Period time.Duration
+	// Grace is how long a replaced cycle's nodes keep serving messages
+	// after the cycle's end. Zero: DefaultGrace. Negative: none.
+	Grace time.Duration
+	// PublishAhead is how long before a cycle ends its successor is
+	// created, so that the new onions are published before any client is
+	// handed them. Zero: a quarter of Period, at most one minute.
+	PublishAhead time.Duration
+	// Processing returns the processing configuration of node i of a new
+	// cycle. Nil: DefaultProcessing.
+	Processing func(i int, rnd io.Reader) ProcessorSpec
+
+	// Key is the Primary's OpenPGP private key (unlocked, curve25519),
+	// which signs every payload; clients pin its fingerprint. Nil
+	// generates one, valid for this Primary only: give a stable key for
+	// invites that outlive the process.
+	Key *pgp.Key
+	// OnionKey fixes the Primary's onion address. Nil: a fresh ephemeral
+	// address.
+	OnionKey ed25519.PrivateKey
+	// OnionPort is the virtual port of the Primary's onion. Zero:
+	// DefaultOnionPort.
+	OnionPort int
+	// ClientAuth, if not empty, restricts the Primary's onion to clients
+	// holding one of these x25519 keys (v3 client authorization).
+	ClientAuth [][32]byte
+
+	// Node is the template of every node's configuration: limits,
+	// timeouts, Observer. Its Processor, cycle times, keys and Clock, Rand
+	// and Logger are set by the Primary.
+	Node NodeConfig
+
+	// Clock is the time source. Nil: SystemClock.
+	Clock Clock
+	// Rand is the source of keys, salts and cycle ids. Nil: crypto/rand.
+	Rand io.Reader
+	// Logger receives info and debug records. Nil: silent.
+	Logger *slog.Logger
+}
+
+// DefaultProcessing is the seed's processing: node i hashes its input with a
+// fresh 16-byte salt, using SHA-256, SHA3-256 and SHA-512 in turn, and writes
+// the digest in hex.
+func DefaultProcessing(i int, rnd io.Reader) ProcessorSpec {
+	algs := []string{"sha256", "sha3-256", "sha512"}
+	salt := make([]byte, 16)
+	io.ReadFull(rnd, salt) // a short read leaves zeros: still a valid spec
+	return HashSpec(algs[i%len(algs)], salt, 1, true)
+}
+
+func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
+	d := *c
+	if d.Nodes == 0 {
+		d.Nodes = DefaultNodes
+	}
+	if d.Nodes < 1 || d.Nodes > maxNodes {
+		return d, fmt.Errorf("ghostcomm: Nodes must be 1..%d", maxNodes)
+	}
+	if d.Period == 0 {
+		d.Period = DefaultPeriod
+	}
+	if d.Period < 2*time.Second {
+		return d, errors.New("ghostcomm: Period must be at least 2s")
+	}
+	if d.Grace == 0 {
+		d.Grace = DefaultGrace
+	}
+	if d.Grace < 0 {
+		d.Grace = 0
+	}
+	if d.PublishAhead <= 0 {
+		d.PublishAhead = min(d.Period/4, time.Minute)
+	}
+	if d.PublishAhead >= d.Period {
+		return d, errors.New("ghostcomm: PublishAhead must be shorter than Period")
+	}
+	if d.Processing == nil {
+		d.Processing = DefaultProcessing
+	}
+	if d.OnionPort == 0 {
+		d.OnionPort = DefaultOnionPort
+	}
+	if d.Clock == nil {
+		d.Clock = SystemClock
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	d.Logger = loggerOr(d.Logger)
+	return d, nil
+}
+
+// Primary is a network's discovery point. It listens on its own onion
+// service, runs the nodes of the current lock-cycle (and of replaced cycles
+// during their grace window), and answers each client's payload request with
+// the current cycle, encrypted to that client and signed by the Primary.
+//
+// A Primary is safe for concurrent use. Close removes every onion it created,
+// closes every node and ends every goroutine.
+type Primary struct {
+	cfg    PrimaryConfig
+	tc     TorController
+	dialer Dialer
+	keys   *keyPair
+	onion  Onion
+	srv    *server
+
+	rotating sync.Mutex // serializes rotations
+
+	mu       sync.Mutex
+	current  *cycleState
+	retiring map[*cycleState]func() bool // cycle -> stop its retirement timer
+	stopNext func() bool                 // stops the next scheduled rotation
+	closed   bool
+	bg       sync.WaitGroup // rotations and retirements under way
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type cycleState struct {
+	cycle *Cycle
+	nodes []*Node
+}
+
+// NewPrimary creates the first lock-cycle's nodes, then the Primary's own
+// onion service, and waits until all are published. It then rotates the
+// cycle every cfg.Period until Close.
+func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg PrimaryConfig) (*Primary, error) {
+	if tc == nil || dialer == nil {
+		return nil, errors.New("ghostcomm: NewPrimary needs a TorController and a Dialer")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var keys *keyPair
+	if c.Key != nil {
+		keys, err = newKeyPair(c.Key)
+	} else {
+		keys, err = generateKeyPair("ghostcomm primary")
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &Primary{cfg: c, tc: tc, dialer: dialer, keys: keys, retiring: map[*cycleState]func() bool{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+
+	first, err := p.newCycle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.current = first
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		first.close()
+		return nil, fmt.Errorf("ghostcomm: primary listener: %w", err)
+	}
+	nc := c.Node.withDefaults()
+	p.srv = newServer(ln, p.handle, nc.MaxFrameSize, nc.MaxConcurrent, nc.IdleTimeout, nc.IOTimeout, c.Logger)
+	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
+	onion, err := tc.CreateOnion(ctx, oc)
+	if err != nil {
+		p.srv.close()
+		first.close()
+		return nil, fmt.Errorf("ghostcomm: creating primary onion: %w", err)
+	}
+	p.onion = onion
+	p.mu.Lock()
+	p.scheduleRotation()
+	p.mu.Unlock()
+	c.Logger.Info("primary up", "onion", onion.Addr(), "fingerprint", keys.fpr.String(), "nodes", c.Nodes)
+	return p, nil
+}
+
+// Onion returns the Primary's onion service.
+func (p *Primary) Onion() Onion { return p.onion }
+
+// Fingerprint returns the fingerprint of the key that signs the payloads.
+func (p *Primary) Fingerprint() Fingerprint { return p.keys.fpr }
+
+// Invite returns what a client needs to use this network. clientAuthKey is
+// the private half of one of cfg.ClientAuth, or nil.
+func (p *Primary) Invite(clientAuthKey *[32]byte) Invite {
+	return Invite{Primary: p.onion, Fingerprint: p.keys.fpr, ClientAuthKey: clientAuthKey}
+}
+
+// Cycle returns the lock-cycle currently handed to clients.
+func (p *Primary) Cycle() *Cycle {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current == nil {
+		return nil
+	}
+	return p.current.cycle.clone()
+}
+
+// Onions returns the onion services of every node still running: the
+// current cycle's and those of replaced cycles in their grace window.
+func (p *Primary) Onions() []Onion {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Onion
+	add := func(cs *cycleState) {
+		for _, n := range cs.nodes {
+			out = append(out, n.Onion())
+		}
+	}
+	if p.current != nil {
+		add(p.current)
+	}
+	for cs := range p.retiring {
+		add(cs)
+	}
+	return out
+}
+
+// Rotate replaces the lock-cycle now: it creates and publishes the new
+// nodes, then hands the new cycle to clients. The replaced cycle's nodes keep
+// serving until its NotAfter plus Grace, then are closed. Rotations also
+// happen by themselves every Period.
+func (p *Primary) Rotate(ctx context.Context) error {
+	p.rotating.Lock()
+	defer p.rotating.Unlock()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	next, err := p.newCycle(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return errors.Join(ErrClosed, next.close())
+	}
+	old := p.current
+	p.current = next
+	now := p.cfg.Clock.Now()
+	retireAt := old.cycle.NotAfter
+	if now.After(retireAt) {
+		retireAt = now
+	}
+	retireAt = retireAt.Add(p.cfg.Grace)
+	p.retiring[old] = p.cfg.Clock.AfterFunc(retireAt.Sub(now), func() { p.retire(old) })
+	p.scheduleRotation()
+	p.mu.Unlock()
+	p.cfg.Logger.Info("lock-cycle rotated", "cycle", fmt.Sprintf("%x", next.cycle.ID), "retire_old_at", retireAt)
+	return nil
+}
+
+// scheduleRotation arms the timer for the current cycle's successor. p.mu is
+// held.
+func (p *Primary) scheduleRotation() {
+	if p.stopNext != nil {
+		p.stopNext()
+	}
+	at := p.current.cycle.NotAfter.Add(-p.cfg.PublishAhead)
+	p.stopNext = p.cfg.Clock.AfterFunc(at.Sub(p.cfg.Clock.Now()), p.autoRotate)
+}
+
+func (p *Primary) autoRotate() {
+	if !p.startBackground() {
+		return
+	}
+	defer p.bg.Done()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PublishAhead)
+	defer cancel()
+	if err := p.Rotate(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		p.cfg.Logger.Warn("lock-cycle rotation failed; retrying", "err", err)
+		p.mu.Lock()
+		if !p.closed {
+			if p.stopNext != nil {
+				p.stopNext()
+			}
+			p.stopNext = p.cfg.Clock.AfterFunc(max(p.cfg.PublishAhead/4, time.Second), p.autoRotate)
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *Primary) retire(cs *cycleState) {
+	if !p.startBackground() {
+		return
+	}
+	defer p.bg.Done()
+	p.mu.Lock()
+	delete(p.retiring, cs)
+	p.mu.Unlock()
+	if err := cs.close(); err != nil {
+		p.cfg.Logger.Warn("closing a retired cycle", "err", err)
+	}
+	p.cfg.Logger.Info("lock-cycle retired", "cycle", fmt.Sprintf("%x", cs.cycle.ID))
+}
+
+// startBackground registers a background task unless the Primary is closed.
+func (p *Primary) startBackground() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.bg.Add(1)
+	return true
+}
+
+// newCycle creates and publishes the nodes of a new lock-cycle, all at once.
+func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
+	now := p.cfg.Clock.Now().Truncate(time.Second)
+	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace}
+	if _, err := io.ReadFull(p.cfg.Rand, c.ID[:]); err != nil {
+		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
+	}
+	cs := &cycleState{cycle: c, nodes: make([]*Node, p.cfg.Nodes)}
+	errs := make([]error, p.cfg.Nodes)
+	var wg sync.WaitGroup
+	for i := range cs.nodes {
+		nc := p.cfg.Node
+		nc.Processor = p.cfg.Processing(i, p.cfg.Rand)
+		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
+		nc.Key, nc.OnionKey = nil, nil
+		nc.Clock, nc.Rand, nc.Logger = p.cfg.Clock, p.cfg.Rand, p.cfg.Logger
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cs.nodes[i], errs[i] = NewNode(ctx, p.tc, p.dialer, nc)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, errors.Join(err, cs.close())
+	}
+	c.Nodes = make([]NodeInfo, len(cs.nodes))
+	for i, n := range cs.nodes {
+		c.Nodes[i] = n.Info()
+	}
+	for _, n := range cs.nodes {
+		if err := n.SetPeers(c.Nodes); err != nil {
+			return nil, errors.Join(err, cs.close())
+		}
+	}
+	return cs, nil
+}
+
+// close closes the cycle's nodes (those that exist).
+func (cs *cycleState) close() error {
+	var errs []error
+	for _, n := range cs.nodes {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cycle) clone() *Cycle {
+	cp := *c
+	cp.Nodes = append([]NodeInfo(nil), c.Nodes...)
+	return &cp
+}
+
+// handle answers a client's payload request.
+func (p *Primary) handle(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte) {
+	if typ != framePayloadRequest {
+		return frameReject, [][]byte{{byte(rejectType)}}
+	}
+	box, err := p.answer(body)
+	if err != nil {
+		p.cfg.Logger.Debug("payload request refused", "err", err)
+		return frameReject, [][]byte{{byte(rejectFor(err))}}
+	}
+	return framePayloadResponse, [][]byte{box}
+}
+
+func (p *Primary) answer(body []byte) ([]byte, error) {
+	req, err := parsePayloadRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	client, err := parsePublicKey(req.client)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	cs := p.current
+	p.mu.Unlock()
+	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.fpr, primary: p.keys.raw}
+	content, err := pl.marshal()
+	if err != nil {
+		return nil, err
+	}
+	signed, err := signPayload(p.keys, content)
+	if err != nil {
+		return nil, err
+	}
+	k, err := newLayerKey(p.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	return seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
+}
+
+// Close stops rotations, closes the Primary's server and removes its onion,
+// closes every node of every cycle and waits for every goroutine. It is
+// idempotent.
+func (p *Primary) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		if p.stopNext != nil {
+			p.stopNext()
+		}
+		for _, stop := range p.retiring {
+			stop()
+		}
+		p.mu.Unlock()
+		p.cancel()
+		p.bg.Wait()
+		p.rotating.Lock() // a manual Rotate may still be creating nodes
+		defer p.rotating.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		errs := []error{p.srv.close()}
+		if err := p.tc.RemoveOnion(ctx, p.onion.ServiceID); err != nil {
+			errs = append(errs, fmt.Errorf("ghostcomm: removing primary onion: %w", err))
+		}
+		p.mu.Lock()
+		cycles := []*cycleState{p.current}
+		for cs := range p.retiring {
+			cycles = append(cycles, cs)
+		}
+		p.retiring = map[*cycleState]func() bool{}
+		p.mu.Unlock()
+		for _, cs := range cycles {
+			errs = append(errs, cs.close())
+		}
+		p.keys.wipe()
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
