@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"math/big"
@@ -64,7 +65,7 @@ type Client struct {
 	cfg    ClientConfig
 	dialer Dialer
 	invite Invite
-	keys   *keyPair
+	keys   *layer.KeyPair
 	pool   *dialPool
 
 	fetchMu sync.Mutex // one fetch at a time
@@ -123,12 +124,12 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 		c.Rand = rand.Reader
 	}
 	c.Logger = loggerOr(c.Logger)
-	var keys *keyPair
+	var keys *layer.KeyPair
 	var err error
 	if c.Key != nil {
-		keys, err = newKeyPair(c.Key)
+		keys, err = layer.NewKeyPair(c.Key)
 	} else {
-		keys, err = generateKeyPair("ghostcomm client")
+		keys, err = layer.GenerateKeyPair("ghostcomm client")
 	}
 	if err != nil {
 		return nil, err
@@ -138,7 +139,7 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 }
 
 // Fingerprint returns the fingerprint of the client's key.
-func (c *Client) Fingerprint() Fingerprint { return c.keys.fpr }
+func (c *Client) Fingerprint() Fingerprint { return c.keys.Fpr }
 
 func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -168,7 +169,7 @@ func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 }
 
 func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
-	req := payloadRequest{client: c.keys.raw}
+	req := payloadRequest{client: c.keys.Raw}
 	if _, err := io.ReadFull(c.cfg.Rand, req.nonce[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 	}
@@ -207,10 +208,11 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 // carry the pinned Primary's valid signature, answer this request and be
 // addressed to this client, and its cycle must be valid now.
 func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) {
-	signed, _, ts, _, err := openBox(c.keys.dec, box)
+	opened, err := layer.Open(c.keys.Dec, box)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: payload: %w", err)
 	}
+	signed, ts := opened.Msg, opened.TS
 	p, _, err := openSignedPayload(signed, c.invite.Fingerprint)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: payload: %w", err)
@@ -218,7 +220,7 @@ func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) 
 	if p.nonce != nonce {
 		return nil, fmt.Errorf("%w: payload answers another request", ErrReplay)
 	}
-	if p.client != c.keys.fpr {
+	if p.client != Fingerprint(c.keys.Fpr) {
 		return nil, fmt.Errorf("%w: payload made for another client", ErrAuth)
 	}
 	if ts != p.cycle.NotBefore.Unix() {
@@ -314,7 +316,7 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	hops := make([]*publicKey, len(route))
+	hops := make([]*layer.PublicKey, len(route))
 	next := make([]byte, len(route)-1)
 	res := &Result{Cycle: cy.ID, Route: make([]NodeInfo, len(route))}
 	for i, idx := range route {
@@ -333,15 +335,15 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 		pad = int(n.Int64())
 	}
 	ts := cy.NotBefore.Unix()
-	o, err := buildOnion(hops, next, ts, pad, c.cfg.Rand)
+	o, err := layer.Build(hops, next, ts, pad, c.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	k, err := newLayerKey(c.cfg.Rand)
+	k, err := layer.NewKey(c.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	box, err := seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].enc, &k, ts, data, c.cfg.Rand)
+	box, err := layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +353,7 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	}
 	// The first hop gets nine tenths of our time, so a failure further on
 	// is reported to us before we give up.
-	m := &message{budgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), layer: o.layer, data: box}
+	m := &message{budgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), layer: o.Layer, data: box}
 	first := res.Route[0].Onion
 	start := time.Now()
 	h, body, err := c.pool.roundTrip(ctx, first.Addr(), frameMessage, m.parts())
@@ -396,15 +398,15 @@ func (c *Client) transportError(ctx context.Context, first Onion, err error) err
 
 // openReply opens the answer: the last hop's result under the reply key, or
 // a hop's failure report under that hop's error key.
-func (c *Client) openReply(o *onion, route []NodeInfo, tok []byte) ([]byte, error) {
-	n := len(o.keys)
-	rk := o.keys[n-1].derive(purposeReply)
-	if out, _, err := fernetOpen(&rk, tok); err == nil {
+func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte, error) {
+	n := len(o.Keys)
+	rk := o.Keys[n-1].Derive(layer.PurposeReply)
+	if out, _, err := layer.FernetOpen(&rk, tok); err == nil {
 		return out, nil
 	}
 	for i := n - 1; i >= 0; i-- {
-		ek := o.keys[i].derive(purposeError)
-		msg, _, err := fernetOpen(&ek, tok)
+		ek := o.Keys[i].Derive(layer.PurposeError)
+		msg, _, err := layer.FernetOpen(&ek, tok)
 		if err != nil {
 			continue
 		}

@@ -31,8 +31,10 @@ package ghostcomm
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"net"
 	"strconv"
 	"time"
@@ -121,15 +123,15 @@ var (
 	ErrFrameTooLarge = errors.New("ghostcomm: frame too large")
 
 	// ErrMalformed: bytes that do not parse as the expected structure.
-	ErrMalformed = errors.New("ghostcomm: malformed input")
+	ErrMalformed = layer.ErrMalformed
 
 	// ErrUnsupportedVersion: a frame, layer or payload of a version this
 	// code does not speak.
-	ErrUnsupportedVersion = errors.New("ghostcomm: unsupported version")
+	ErrUnsupportedVersion = layer.ErrUnsupportedVersion
 
 	// ErrAuth: authenticated decryption failed. The bytes were altered, or
 	// they were not encrypted for this key.
-	ErrAuth = errors.New("ghostcomm: authentication failed")
+	ErrAuth = layer.ErrAuth
 
 	// ErrBadSignature: the lock-cycle payload's signature does not verify
 	// against the pinned Primary key.
@@ -174,6 +176,19 @@ var (
 	// ErrBadInvite: an invite string does not parse.
 	ErrBadInvite = errors.New("ghostcomm: bad invite")
 )
+
+// LayerOverhead is the number of bytes each hop adds to a message's onion:
+// a curve25519 PKESK (96), a Fernet token's overhead (57), a one-byte header
+// and 6 bytes of block padding.
+const LayerOverhead = layer.Overhead
+
+// Fingerprint is the SHA-256 fingerprint of an OpenPGP public key: SHA-256
+// over the primary key's public-key packet, as gopenpgp's
+// GetSHA256Fingerprint computes it. Clients pin a Primary by it.
+type Fingerprint [32]byte
+
+// String returns the fingerprint in lowercase hex.
+func (f Fingerprint) String() string { return hex.EncodeToString(f[:]) }
 
 // HopError reports a failure attributed to one hop of a route.
 type HopError struct {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"net"
@@ -156,7 +157,7 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 type Node struct {
 	cfg   NodeConfig
 	tc    TorController
-	keys  *keyPair
+	keys  *layer.KeyPair
 	proc  Processor
 	onion Onion
 	ts    int64 // the cycle's NotBefore: every layer's Fernet timestamp
@@ -185,11 +186,11 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	if err != nil {
 		return nil, err
 	}
-	var keys *keyPair
+	var keys *layer.KeyPair
 	if c.Key != nil {
-		keys, err = newKeyPair(c.Key)
+		keys, err = layer.NewKeyPair(c.Key)
 	} else {
-		keys, err = generateKeyPair("ghostcomm node")
+		keys, err = layer.GenerateKeyPair("ghostcomm node")
 	}
 	if err != nil {
 		return nil, err
@@ -224,15 +225,15 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 func (n *Node) Onion() Onion { return n.onion }
 
 // Fingerprint returns the SHA-256 fingerprint of the node's public key.
-func (n *Node) Fingerprint() Fingerprint { return n.keys.fpr }
+func (n *Node) Fingerprint() Fingerprint { return n.keys.Fpr }
 
 // Info returns what a lock-cycle payload says about this node.
 func (n *Node) Info() NodeInfo {
 	return NodeInfo{
 		Onion:     n.onion,
-		PublicKey: append([]byte(nil), n.keys.raw...),
+		PublicKey: append([]byte(nil), n.keys.Raw...),
 		Processor: n.cfg.Processor,
-		pub:       &n.keys.publicKey,
+		pub:       &n.keys.PublicKey,
 	}
 }
 
@@ -240,14 +241,14 @@ func (n *Node) Info() NodeInfo {
 // layer's next-hop index refers to this list. The list must be the one the
 // Primary signs into the payload.
 func (n *Node) SetPeers(peers []NodeInfo) error {
-	if len(peers) > maxNodes {
-		return fmt.Errorf("ghostcomm: %d peers, at most %d", len(peers), maxNodes)
+	if len(peers) > layer.MaxNodes {
+		return fmt.Errorf("ghostcomm: %d peers, at most %d", len(peers), layer.MaxNodes)
 	}
 	cp := make([]NodeInfo, len(peers))
 	for i, p := range peers {
 		cp[i] = p
 		if p.pub == nil {
-			pk, err := parsePublicKey(p.PublicKey)
+			pk, err := layer.ParsePublicKey(p.PublicKey)
 			if err != nil {
 				return fmt.Errorf("ghostcomm: peer %d: %w", i, err)
 			}
@@ -271,7 +272,7 @@ func (n *Node) Close() error {
 		}
 		errSrv := n.srv.close()
 		n.pool.close()
-		n.keys.wipe()
+		n.keys.Wipe()
 		n.replay.reset()
 		n.closeErr = errors.Join(errRemove, errSrv)
 	})
@@ -297,18 +298,18 @@ func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameTyp
 	}
 	// The layer first: until it opens, nothing said back can be
 	// authenticated, so refusals are plain Reject frames.
-	p, err := peelOnion(n.keys.dec, m.layer)
+	p, err := layer.Peel(n.keys.Dec, m.layer)
 	if err != nil {
 		n.cfg.Logger.Debug("layer refused", "err", err)
 		return n.reject(rejectFor(err))
 	}
-	if err := n.checkCycle(p.ts, start); err != nil {
+	if err := n.checkCycle(p.TS, start); err != nil {
 		return n.reject(rejectStale)
 	}
-	if err := n.replay.add(p.tag); err != nil {
+	if err := n.replay.add(p.Tag); err != nil {
 		return n.reject(rejectFor(err))
 	}
-	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.next < 0}
+	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
 	typ, parts, err := n.relay(ctx, m, p, &ev)
 	if n.cfg.Observer != nil {
 		ev.Total = n.cfg.Clock.Now().Sub(start)
@@ -331,7 +332,7 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 // relay does the work after the layer opened: data, processing, forwarding.
 // Every failure from here on is reported to the client under the layer's
 // error key.
-func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (frameType, [][]byte, error) {
+func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEvent) (frameType, [][]byte, error) {
 	start := n.cfg.Clock.Now()
 	budget := time.Duration(m.budgetMS) * time.Millisecond
 	if budget <= 0 || budget > n.cfg.HopTimeout {
@@ -340,9 +341,13 @@ func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 
-	data, _, ts, _, err := openBox(n.keys.dec, m.data)
-	if err == nil && ts != n.ts {
-		err = fmt.Errorf("%w: data made for another cycle", ErrStaleCycle)
+	var data []byte
+	in, err := layer.Open(n.keys.Dec, m.data)
+	if err == nil {
+		data = in.Msg
+		if in.TS != n.ts {
+			err = fmt.Errorf("%w: data made for another cycle", ErrStaleCycle)
+		}
 	}
 	if err != nil {
 		return n.report(p, reportBadData, 0, err)
@@ -357,9 +362,9 @@ func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (
 	}
 	ev.OutSize = len(out)
 
-	if p.next < 0 {
-		key := p.key.derive(purposeReply)
-		tok, err := fernetSeal(nil, &key, n.ts, out)
+	if p.Next < 0 {
+		key := p.Key.Derive(layer.PurposeReply)
+		tok, err := layer.FernetSeal(nil, &key, n.ts, out)
 		if err != nil {
 			return n.report(p, reportProcessing, 0, err)
 		}
@@ -368,15 +373,15 @@ func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (
 	}
 
 	peers := *n.peers.Load()
-	if p.next >= len(peers) {
-		return n.report(p, reportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.next))
+	if p.Next >= len(peers) {
+		return n.report(p, reportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.Next))
 	}
-	next := &peers[p.next]
-	k, err := newLayerKey(n.cfg.Rand)
+	next := &peers[p.Next]
+	k, err := layer.NewKey(n.cfg.Rand)
 	if err != nil {
 		return n.report(p, reportProcessing, 0, err)
 	}
-	box, err := seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.enc, &k, n.ts, out, n.cfg.Rand)
+	box, err := layer.Seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.Enc, &k, n.ts, out, n.cfg.Rand)
 	if err != nil {
 		return n.report(p, reportProcessing, 0, err)
 	}
@@ -391,7 +396,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (
 	fwd := remaining * 9 / 10
 	fctx, fcancel := context.WithTimeout(ctx, fwd)
 	defer fcancel()
-	out2 := &message{budgetMS: uint32(fwd / time.Millisecond), layer: p.inner, data: box}
+	out2 := &message{budgetMS: uint32(fwd / time.Millisecond), layer: p.Inner, data: box}
 	h, body, err := n.pool.roundTrip(fctx, next.Onion.Addr(), frameMessage, out2.parts())
 	switch {
 	case err == nil:
@@ -416,10 +421,10 @@ func (n *Node) relay(ctx context.Context, m *message, p *peeled, ev *HopEvent) (
 }
 
 // report answers with a failure report only the client can open.
-func (n *Node) report(p *peeled, code reportCode, detail byte, cause error) (frameType, [][]byte, error) {
+func (n *Node) report(p *layer.Peeled, code reportCode, detail byte, cause error) (frameType, [][]byte, error) {
 	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
-	key := p.key.derive(purposeError)
-	tok, err := fernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
+	key := p.Key.Derive(layer.PurposeError)
+	tok, err := layer.FernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
 	if err != nil {
 		return frameReject, [][]byte{{byte(rejectMalformed)}}, errors.Join(cause, err)
 	}

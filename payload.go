@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"maps"
 	"slices"
 	"time"
@@ -37,7 +38,7 @@ type NodeInfo struct {
 	// Processor is what the node does to the data.
 	Processor ProcessorSpec
 
-	pub *publicKey
+	pub *layer.PublicKey
 }
 
 // Fingerprint returns the SHA-256 fingerprint of the node's public key.
@@ -45,7 +46,7 @@ func (n *NodeInfo) Fingerprint() Fingerprint {
 	if n.pub == nil {
 		return Fingerprint{}
 	}
-	return n.pub.fpr
+	return n.pub.Fpr
 }
 
 // Cycle is one lock-cycle: the set of nodes a Primary runs from NotBefore to
@@ -132,8 +133,8 @@ type payload struct {
 
 func (p *payload) marshal() ([]byte, error) {
 	c := &p.cycle
-	if len(c.Nodes) == 0 || len(c.Nodes) > maxNodes {
-		return nil, fmt.Errorf("ghostcomm: %d nodes in a cycle (1..%d)", len(c.Nodes), maxNodes)
+	if len(c.Nodes) == 0 || len(c.Nodes) > layer.MaxNodes {
+		return nil, fmt.Errorf("ghostcomm: %d nodes in a cycle (1..%d)", len(c.Nodes), layer.MaxNodes)
 	}
 	b := make([]byte, 0, 1024)
 	b = append(b, payloadVersion)
@@ -154,7 +155,7 @@ func (p *payload) marshal() ([]byte, error) {
 		}
 		b = append(b, key...)
 		b = binary.BigEndian.AppendUint16(b, uint16(n.Onion.Port))
-		if len(n.PublicKey) > maxPublicKeySize {
+		if len(n.PublicKey) > layer.MaxPublicKeySize {
 			return nil, fmt.Errorf("ghostcomm: node %d: public key too large", i)
 		}
 		b = binary.BigEndian.AppendUint16(b, uint16(len(n.PublicKey)))
@@ -245,8 +246,8 @@ func parsePayload(b []byte) (*payload, error) {
 
 // signPayload returns the signed payload: 2-byte signature length, the
 // Primary's detached binary OpenPGP signature over body, then body.
-func signPayload(signer *keyPair, body []byte) ([]byte, error) {
-	sig, err := signer.priv.SignDetached(pgp.NewPlainMessage(body))
+func signPayload(signer *layer.KeyPair, body []byte) ([]byte, error) {
+	sig, err := signer.Priv.SignDetached(pgp.NewPlainMessage(body))
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: signing payload: %w", err)
 	}
@@ -262,7 +263,7 @@ func signPayload(signer *keyPair, body []byte) ([]byte, error) {
 
 // openSignedPayload splits a signed payload, checks that the embedded Primary
 // key is the pinned one and that its signature verifies, and parses the body.
-func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *publicKey, error) {
+func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *layer.PublicKey, error) {
 	d := decoder{b: b}
 	sig := d.bytes(int(d.u16()))
 	if d.err != nil {
@@ -276,20 +277,20 @@ func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *publicKey, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	primary, err := parsePublicKey(p.primary)
+	primary, err := layer.ParsePublicKey(p.primary)
 	if err != nil {
 		return nil, nil, fmt.Errorf("primary key: %w", err)
 	}
-	if primary.fpr != pinned {
-		return nil, nil, fmt.Errorf("%w: got %s, pinned %s", ErrWrongPrimary, primary.fpr, pinned)
+	if primary.Fpr != pinned {
+		return nil, nil, fmt.Errorf("%w: got %s, pinned %s", ErrWrongPrimary, primary.Fpr, pinned)
 	}
 	// Time checks are ours (nonce and cycle window), not OpenPGP's.
-	if err := primary.ring.VerifyDetached(pgp.NewPlainMessage(body), pgp.NewPGPSignature(sig), 0); err != nil {
+	if err := primary.Ring.VerifyDetached(pgp.NewPlainMessage(body), pgp.NewPGPSignature(sig), 0); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	for i := range p.cycle.Nodes {
 		n := &p.cycle.Nodes[i]
-		pk, err := parsePublicKey(n.PublicKey)
+		pk, err := layer.ParsePublicKey(n.PublicKey)
 		if err != nil {
 			return nil, nil, fmt.Errorf("node %d: %w", i, err)
 		}

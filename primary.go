@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"net"
@@ -85,8 +86,8 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	if d.Nodes == 0 {
 		d.Nodes = DefaultNodes
 	}
-	if d.Nodes < 1 || d.Nodes > maxNodes {
-		return d, fmt.Errorf("ghostcomm: Nodes must be 1..%d", maxNodes)
+	if d.Nodes < 1 || d.Nodes > layer.MaxNodes {
+		return d, fmt.Errorf("ghostcomm: Nodes must be 1..%d", layer.MaxNodes)
 	}
 	if d.Period == 0 {
 		d.Period = DefaultPeriod
@@ -133,7 +134,7 @@ type Primary struct {
 	cfg    PrimaryConfig
 	tc     TorController
 	dialer Dialer
-	keys   *keyPair
+	keys   *layer.KeyPair
 	onion  Onion
 	srv    *server
 
@@ -168,11 +169,11 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	if err != nil {
 		return nil, err
 	}
-	var keys *keyPair
+	var keys *layer.KeyPair
 	if c.Key != nil {
-		keys, err = newKeyPair(c.Key)
+		keys, err = layer.NewKeyPair(c.Key)
 	} else {
-		keys, err = generateKeyPair("ghostcomm primary")
+		keys, err = layer.GenerateKeyPair("ghostcomm primary")
 	}
 	if err != nil {
 		return nil, err
@@ -204,7 +205,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	p.mu.Lock()
 	p.scheduleRotation()
 	p.mu.Unlock()
-	c.Logger.Info("primary up", "onion", onion.Addr(), "fingerprint", keys.fpr.String(), "nodes", c.Nodes)
+	c.Logger.Info("primary up", "onion", onion.Addr(), "fingerprint", Fingerprint(keys.Fpr).String(), "nodes", c.Nodes)
 	return p, nil
 }
 
@@ -212,12 +213,12 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 func (p *Primary) Onion() Onion { return p.onion }
 
 // Fingerprint returns the fingerprint of the key that signs the payloads.
-func (p *Primary) Fingerprint() Fingerprint { return p.keys.fpr }
+func (p *Primary) Fingerprint() Fingerprint { return p.keys.Fpr }
 
 // Invite returns what a client needs to use this network. clientAuthKey is
 // the private half of one of cfg.ClientAuth, or nil.
 func (p *Primary) Invite(clientAuthKey *[32]byte) Invite {
-	return Invite{Primary: p.onion, Fingerprint: p.keys.fpr, ClientAuthKey: clientAuthKey}
+	return Invite{Primary: p.onion, Fingerprint: p.keys.Fpr, ClientAuthKey: clientAuthKey}
 }
 
 // Cycle returns the lock-cycle currently handed to clients.
@@ -415,7 +416,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := parsePublicKey(req.client)
+	client, err := layer.ParsePublicKey(req.client)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +427,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	}
 	cs := p.current
 	p.mu.Unlock()
-	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.fpr, primary: p.keys.raw}
+	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw}
 	content, err := pl.marshal()
 	if err != nil {
 		return nil, err
@@ -435,11 +436,11 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := newLayerKey(p.cfg.Rand)
+	k, err := layer.NewKey(p.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	return seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
+	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
 }
 
 // Close stops rotations, closes the Primary's server and removes its onion,
@@ -477,7 +478,7 @@ func (p *Primary) Close() error {
 		for _, cs := range cycles {
 			errs = append(errs, cs.close())
 		}
-		p.keys.wipe()
+		p.keys.Wipe()
 		p.closeErr = errors.Join(errs...)
 	})
 	return p.closeErr

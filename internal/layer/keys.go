@@ -1,10 +1,8 @@
-package ghostcomm
+package layer
 
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -12,49 +10,42 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
 
-// maxPublicKeySize bounds a serialized OpenPGP public key accepted from the
+// MaxPublicKeySize bounds a serialized OpenPGP public key accepted from the
 // network. A curve25519 key with one user ID and one subkey is ~250 bytes.
-const maxPublicKeySize = 4096
+const MaxPublicKeySize = 4096
 
-// Fingerprint is the SHA-256 fingerprint of an OpenPGP public key: SHA-256
-// over the primary key's public-key packet body, as gopenpgp's
-// GetSHA256Fingerprint computes it. Clients pin a Primary by it.
-type Fingerprint [32]byte
-
-// String returns the fingerprint in lowercase hex.
-func (f Fingerprint) String() string { return hex.EncodeToString(f[:]) }
-
-// publicKey is a parsed OpenPGP public key with the parts the hot path needs
-// looked up once: the encryption subkey and the fingerprint.
-type publicKey struct {
-	raw  []byte            // binary transferable public key, as received
-	ring *pgp.KeyRing      // for signature verification
-	enc  *packet.PublicKey // the curve25519 encryption (sub)key
-	fpr  Fingerprint
+// PublicKey is a parsed OpenPGP public key with the parts the hot path needs
+// looked up once: the encryption key and the fingerprint.
+type PublicKey struct {
+	Raw  []byte            // binary transferable public key, as received
+	Ring *pgp.KeyRing      // for signature verification
+	Enc  *packet.PublicKey // the curve25519 encryption (sub)key
+	Fpr  [32]byte          // SHA-256 fingerprint of the primary key
 }
 
-// keyPair is an OpenPGP key pair, unlocked once, with its decryption subkeys
+// KeyPair is an OpenPGP key pair, unlocked once, with its decryption keys
 // cached for the hot path.
-type keyPair struct {
-	publicKey
-	priv *pgp.KeyRing         // signing
-	dec  []*packet.PrivateKey // decryption (sub)keys
+type KeyPair struct {
+	PublicKey
+	Priv *pgp.KeyRing          // signing
+	Dec  []*packet.PrivateKey // decryption (sub)keys
 }
 
-// generateKeyPair makes a fresh curve25519 key pair (EdDSA primary key for
+// GenerateKeyPair makes a fresh curve25519 key pair (EdDSA primary key for
 // signatures, ECDH cv25519 subkey for encryption). RSA is never used: an
 // RSA-2048 decryption is ~30x slower per hop and key generation takes up to
 // seconds.
-func generateKeyPair(name string) (*keyPair, error) {
+func GenerateKeyPair(name string) (*KeyPair, error) {
 	k, err := pgp.GenerateKey(name, "", "x25519", 0)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: generating key: %w", err)
 	}
-	return newKeyPair(k)
+	return NewKeyPair(k)
 }
 
-// newKeyPair wraps an unlocked private key.
-func newKeyPair(k *pgp.Key) (*keyPair, error) {
+// NewKeyPair wraps an unlocked private key that has a curve25519 encryption
+// key.
+func NewKeyPair(k *pgp.Key) (*KeyPair, error) {
 	if !k.IsPrivate() {
 		return nil, fmt.Errorf("%w: not a private key", ErrMalformed)
 	}
@@ -69,32 +60,30 @@ func newKeyPair(k *pgp.Key) (*keyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: public key: %w", err)
 	}
-	pk, err := parsePublicKey(pub)
+	pk, err := ParsePublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
-	kp := &keyPair{publicKey: *pk, priv: ring}
+	kp := &KeyPair{PublicKey: *pk, Priv: ring}
 	e := k.GetEntity()
 	for _, sk := range e.Subkeys {
 		if sk.PrivateKey != nil && !sk.PrivateKey.Encrypted && isCurve25519Encryption(sk.PublicKey) {
-			kp.dec = append(kp.dec, sk.PrivateKey)
+			kp.Dec = append(kp.Dec, sk.PrivateKey)
 		}
 	}
-	if e.PrivateKey != nil && !e.PrivateKey.Encrypted && isCurve25519Encryption(e.PrimaryKey) {
-		kp.dec = append(kp.dec, e.PrivateKey)
-	}
-	if len(kp.dec) == 0 {
+	if len(kp.Dec) == 0 {
 		return nil, fmt.Errorf("%w: key has no curve25519 decryption key", ErrMalformed)
 	}
 	return kp, nil
 }
 
-// wipe clears the private key material. The key pair must not be used after.
-func (kp *keyPair) wipe() {
-	if kp.priv != nil {
-		kp.priv.ClearPrivateParams()
+// Wipe clears the private key material. The key pair must not be used to
+// decrypt or sign after.
+func (kp *KeyPair) Wipe() {
+	if kp.Priv != nil {
+		kp.Priv.ClearPrivateParams()
 	}
-	kp.dec = nil
+	kp.Dec = nil
 }
 
 func isCurve25519Encryption(pk *packet.PublicKey) bool {
@@ -108,12 +97,10 @@ func isCurve25519Encryption(pk *packet.PublicKey) bool {
 	return false
 }
 
-var errNoEncryptionKey = errors.New("no curve25519 encryption key")
-
-// parsePublicKey parses a binary (unarmored) transferable OpenPGP public key
-// and finds its curve25519 encryption key. It accepts exactly one key.
-func parsePublicKey(b []byte) (*publicKey, error) {
-	if len(b) == 0 || len(b) > maxPublicKeySize {
+// ParsePublicKey parses a binary (unarmored) transferable OpenPGP public key
+// and finds its curve25519 encryption subkey. It accepts exactly one key.
+func ParsePublicKey(b []byte) (*PublicKey, error) {
+	if len(b) == 0 || len(b) > MaxPublicKeySize {
 		return nil, fmt.Errorf("%w: public key of %d bytes", ErrMalformed, len(b))
 	}
 	el, err := openpgp.ReadKeyRing(bytes.NewReader(b))
@@ -133,7 +120,7 @@ func parsePublicKey(b []byte) (*publicKey, error) {
 		}
 	}
 	if enc == nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, errNoEncryptionKey)
+		return nil, fmt.Errorf("%w: no curve25519 encryption subkey", ErrMalformed)
 	}
 	k, err := pgp.NewKeyFromEntity(e)
 	if err != nil {
@@ -143,19 +130,15 @@ func parsePublicKey(b []byte) (*publicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
 	}
-	pk := &publicKey{raw: bytes.Clone(b), ring: ring, enc: enc}
-	pk.fpr = fingerprintOf(e.PrimaryKey)
-	return pk, nil
+	return &PublicKey{Raw: bytes.Clone(b), Ring: ring, Enc: enc, Fpr: fingerprintOf(e.PrimaryKey)}, nil
 }
 
-// fingerprintOf is SHA-256 over the serialized public-key packet body, the
+// fingerprintOf is SHA-256 over the 0x99-prefixed public-key packet body, the
 // same value gopenpgp's GetSHA256Fingerprint returns in hex.
-func fingerprintOf(pk *packet.PublicKey) Fingerprint {
+func fingerprintOf(pk *packet.PublicKey) [32]byte {
 	h := sha256.New()
-	// SerializeForHash writes the 0x99-prefixed packet body that fingerprints
-	// are computed over.
-	_ = pk.SerializeForHash(h)
-	var f Fingerprint
+	_ = pk.SerializeForHash(h) // writing to a hash cannot fail
+	var f [32]byte
 	h.Sum(f[:0])
 	return f
 }

@@ -1,0 +1,262 @@
+// Package layer is ghostcomm's cryptographic core: the sealed box (a fresh
+// key wrapped in an OpenPGP PKESK, then a raw Fernet token under that key),
+// the nested onion layers built from it, and the OpenPGP keys both use. The
+// byte layouts are in docs/PROTOCOL.md.
+package layer
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/fernet/fernet-go"
+)
+
+// Errors; package ghostcomm exports these same values.
+var (
+	ErrMalformed          = errors.New("ghostcomm: malformed input")
+	ErrUnsupportedVersion = errors.New("ghostcomm: unsupported version")
+	ErrAuth               = errors.New("ghostcomm: authentication failed")
+)
+
+// A sealed box is an OpenPGP v3 PKESK packet (ECDH cv25519, hidden recipient
+// key ID, symmetric algorithm AES-256) that wraps a fresh 32-byte key,
+// followed directly by a raw (not base64) Fernet token made with that key.
+// Its Fernet timestamp is set by the caller: ghostcomm uses the lock-cycle's
+// NotBefore, the same for every message of a cycle, so that it carries no
+// per-message information.
+//
+// An onion layer is a sealed box whose plaintext is a one-byte header, then
+// either the next hop's layer (header = index of the next hop in the cycle's
+// node list) or random padding (header = ExitHop).
+const (
+	KeySize        = 32                            // Fernet key, also the AES-256 session key
+	FernetOverhead = 1 + 8 + 16 + 32               // version, timestamp, IV, HMAC
+	ExitHop        = 0xFF                          // header byte: this hop is the last
+	MaxNodes       = ExitHop                       // node indexes are 0..254
+	MaxPKESKSize   = 2 + 1 + 8 + 1 + 35 + 1 + 48 + 64 // generous bound for a cv25519 v3 PKESK
+
+	fernetVersion = 0x80
+	minTokenSize  = FernetOverhead + 16 // at least one padded block
+)
+
+// Overhead is the number of bytes each hop adds to the onion: a cv25519 PKESK
+// (96 bytes), a Fernet token's overhead (57 bytes), the one-byte header and
+// the PKCS#7 padding that makes the Fernet plaintext a whole number of AES
+// blocks. Nested layers always add exactly this much: every layer's length is
+// 9 modulo 16, so the padding of the next one out is always 6 bytes.
+const Overhead = 160
+
+// Key derivation purposes (HKDF-SHA256 info strings).
+const (
+	PurposeReply = "ghostcomm v1 reply"
+	PurposeError = "ghostcomm v1 error"
+)
+
+var b64 = base64.URLEncoding // fernet-go's token encoding
+
+// Key is a 32-byte Fernet key. The first half signs (HMAC-SHA256), the
+// second half encrypts (AES-128-CBC), as the Fernet spec says.
+type Key [KeySize]byte
+
+func (k *Key) fernet() *fernet.Key { return (*fernet.Key)(k) }
+
+// Derive returns the key for one purpose of this layer: HKDF-SHA256 with the
+// layer key as secret, no salt, and the purpose as info.
+func (k *Key) Derive(purpose string) Key {
+	b, err := hkdf.Key(sha256.New, k[:], nil, purpose, KeySize)
+	if err != nil {
+		panic(err) // only for lengths over 255*32
+	}
+	var d Key
+	copy(d[:], b)
+	return d
+}
+
+// NewKey reads a fresh key from rnd.
+func NewKey(rnd io.Reader) (Key, error) {
+	var k Key
+	if _, err := io.ReadFull(rnd, k[:]); err != nil {
+		return k, fmt.Errorf("ghostcomm: reading randomness: %w", err)
+	}
+	return k, nil
+}
+
+// FernetSeal appends to dst a raw Fernet token of msg under key with
+// timestamp ts (unix seconds).
+func FernetSeal(dst []byte, key *Key, ts int64, msg []byte) ([]byte, error) {
+	tok, err := fernet.EncryptAndSignAtTime(msg, key.fernet(), time.Unix(ts, 0))
+	if err != nil {
+		return nil, fmt.Errorf("ghostcomm: fernet: %w", err)
+	}
+	out, err := b64.AppendDecode(dst, tok)
+	if err != nil {
+		return nil, fmt.Errorf("ghostcomm: fernet token: %w", err)
+	}
+	return out, nil
+}
+
+// FernetOpen verifies and decrypts a raw Fernet token. It returns the
+// plaintext and the token's timestamp, or an error matching ErrAuth (wrong
+// key, altered bytes), ErrMalformed or ErrUnsupportedVersion. The timestamp
+// is not checked here: it is authenticated with the rest and the caller
+// compares it with its cycle.
+func FernetOpen(key *Key, tok []byte) ([]byte, int64, error) {
+	if len(tok) < minTokenSize || (len(tok)-FernetOverhead)%16 != 0 {
+		return nil, 0, fmt.Errorf("%w: fernet token of %d bytes", ErrMalformed, len(tok))
+	}
+	if tok[0] != fernetVersion {
+		return nil, 0, fmt.Errorf("%w: fernet version %#x", ErrUnsupportedVersion, tok[0])
+	}
+	// fernet-go only takes the text form; encode once more. It reports a
+	// failure as a nil result, not an error.
+	text := b64.AppendEncode(make([]byte, 0, b64.EncodedLen(len(tok))), tok)
+	msg := fernet.VerifyAndDecrypt(text, 0, []*fernet.Key{key.fernet()})
+	if msg == nil {
+		return nil, 0, fmt.Errorf("%w: fernet token does not verify", ErrAuth)
+	}
+	return msg, int64(binary.BigEndian.Uint64(tok[1:9])), nil
+}
+
+// Seal appends to dst a sealed box: key wrapped for pub in a hidden-recipient
+// PKESK, then a raw Fernet token of msg under key at time ts. rnd supplies
+// the PKESK's ephemeral key; fernet-go draws the IV from crypto/rand itself.
+func Seal(dst []byte, pub *packet.PublicKey, key *Key, ts int64, msg []byte, rnd io.Reader) ([]byte, error) {
+	w := bytes.NewBuffer(dst)
+	cfg := &packet.Config{Rand: rnd}
+	if err := packet.SerializeEncryptedKeyWithHiddenOption(w, pub, packet.CipherAES256, key[:], true, cfg); err != nil {
+		return nil, fmt.Errorf("ghostcomm: wrapping layer key: %w", err)
+	}
+	return FernetSeal(w.Bytes(), key, ts, msg)
+}
+
+// Opened is an opened sealed box.
+type Opened struct {
+	Msg []byte // the plaintext
+	Key Key    // the unwrapped key
+	TS  int64  // the Fernet timestamp, authenticated
+	Tag []byte // the token's HMAC tag: unique per box, the replay-cache key
+}
+
+// Open opens a sealed box with the first of dec that unwraps its key.
+func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
+	r := bytes.NewReader(box)
+	p, err := packet.Read(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key packet: %v", ErrMalformed, err)
+	}
+	ek, ok := p.(*packet.EncryptedKey)
+	if !ok || ek.Version != 3 {
+		return nil, fmt.Errorf("%w: expected a v3 PKESK packet", ErrMalformed)
+	}
+	if used := len(box) - r.Len(); used > MaxPKESKSize {
+		return nil, fmt.Errorf("%w: key packet of %d bytes", ErrMalformed, used)
+	}
+	tok := box[len(box)-r.Len():]
+	unwrapped := false
+	for _, k := range dec {
+		if ek.Decrypt(k, nil) == nil {
+			unwrapped = true
+			break
+		}
+	}
+	if !unwrapped {
+		return nil, fmt.Errorf("%w: layer key does not unwrap with this key", ErrAuth)
+	}
+	if ek.CipherFunc != packet.CipherAES256 || len(ek.Key) != KeySize {
+		return nil, fmt.Errorf("%w: layer key is not AES-256", ErrMalformed)
+	}
+	o := &Opened{}
+	copy(o.Key[:], ek.Key)
+	o.Msg, o.TS, err = FernetOpen(&o.Key, tok)
+	if err != nil {
+		return nil, err
+	}
+	o.Tag = tok[len(tok)-32:]
+	return o, nil
+}
+
+// Onion is what a client keeps of the layers it built: the outermost layer,
+// and the layer keys, from which it derives the keys of the reply and of each
+// hop's failure report.
+type Onion struct {
+	Layer []byte // the outermost layer, for hop 1
+	Keys  []Key  // Keys[i] is hop i+1's layer key
+}
+
+// Build builds the nested layers for a route. hops[i] is the public key of
+// hop i+1; next[i] is the node index that hop i+1 forwards to (len(next) ==
+// len(hops)-1). pad random bytes go into the innermost layer, so that the
+// size of the onion does not tell a hop how many hops follow it.
+func Build(hops []*PublicKey, next []byte, ts int64, pad int, rnd io.Reader) (*Onion, error) {
+	n := len(hops)
+	if n == 0 || n > MaxNodes || len(next) != n-1 || pad < 0 {
+		return nil, fmt.Errorf("ghostcomm: bad route of %d hops", n)
+	}
+	for _, x := range next {
+		if x >= MaxNodes {
+			return nil, fmt.Errorf("ghostcomm: bad next-hop index %d", x)
+		}
+	}
+	o := &Onion{Keys: make([]Key, n)}
+	for i := range o.Keys {
+		k, err := NewKey(rnd)
+		if err != nil {
+			return nil, err
+		}
+		o.Keys[i] = k
+	}
+	plain := make([]byte, 1+pad, 1+pad+n*Overhead)
+	plain[0] = ExitHop
+	if _, err := io.ReadFull(rnd, plain[1:]); err != nil {
+		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
+	}
+	var layer []byte
+	for i := n - 1; i >= 0; i-- {
+		if i < n-1 {
+			plain = append(plain[:0], next[i])
+			plain = append(plain, layer...)
+		}
+		out, err := Seal(make([]byte, 0, len(plain)+Overhead+16), hops[i].Enc, &o.Keys[i], ts, plain, rnd)
+		if err != nil {
+			return nil, err
+		}
+		layer = out
+	}
+	o.Layer = layer
+	return o, nil
+}
+
+// Peeled is one opened onion layer.
+type Peeled struct {
+	Opened
+	Next  int    // index of the next hop, or -1 when this hop is the last
+	Inner []byte // the next hop's layer (nil for the last hop)
+}
+
+// Peel opens one layer with a node's decryption keys.
+func Peel(dec []*packet.PrivateKey, layer []byte) (*Peeled, error) {
+	o, err := Open(dec, layer)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.Msg) == 0 {
+		return nil, fmt.Errorf("%w: empty layer", ErrMalformed)
+	}
+	p := &Peeled{Opened: *o, Next: -1}
+	if o.Msg[0] != ExitHop {
+		if len(o.Msg) == 1 {
+			return nil, fmt.Errorf("%w: relay layer without an inner layer", ErrMalformed)
+		}
+		p.Next = int(o.Msg[0])
+		p.Inner = o.Msg[1:]
+	}
+	return p, nil
+}
