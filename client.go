@@ -311,17 +311,25 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 	return r, nil
 }
 
-func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+// prepared is a message built for a route and not yet sent.
+type prepared struct {
+	route []NodeInfo
+	onion *layer.Onion
+	data  []byte // the data box for hop 1
+}
+
+// prepare builds a message's layers for a route of cycle cy.
+func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
 	route, err := c.route(cy)
 	if err != nil {
 		return nil, err
 	}
 	hops := make([]*layer.PublicKey, len(route))
 	next := make([]byte, len(route)-1)
-	res := &Result{Cycle: cy.ID, Route: make([]NodeInfo, len(route))}
+	pm := &prepared{route: make([]NodeInfo, len(route))}
 	for i, idx := range route {
 		hops[i] = cy.Nodes[idx].pub
-		res.Route[i] = cy.Nodes[idx]
+		pm.route[i] = cy.Nodes[idx]
 		if i > 0 {
 			next[i-1] = byte(idx)
 		}
@@ -335,44 +343,46 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 		pad = int(n.Int64())
 	}
 	ts := cy.NotBefore.Unix()
-	o, err := layer.Build(hops, next, ts, pad, c.cfg.Rand)
-	if err != nil {
+	if pm.onion, err = layer.Build(hops, next, ts, pad, c.cfg.Rand); err != nil {
 		return nil, err
 	}
 	k, err := layer.NewKey(c.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	box, err := layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
+	pm.data, err = layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	budget := c.cfg.Timeout
+	return pm, nil
+}
+
+// body returns the message frame's body, with a budget of nine tenths of
+// the time left before ctx's deadline, so that a failure further on the
+// route is reported before the client gives up.
+func (pm *prepared) body(ctx context.Context, timeout time.Duration) [][]byte {
+	budget := timeout
 	if d, ok := ctx.Deadline(); ok {
 		budget = time.Until(d)
 	}
-	// The first hop gets nine tenths of our time, so a failure further on
-	// is reported to us before we give up.
-	m := &message{budgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), layer: o.Layer, data: box}
-	first := res.Route[0].Onion
+	m := &message{budgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), layer: pm.onion.Layer, data: pm.data}
+	return m.parts()
+}
+
+func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+	pm, err := c.prepare(cy, data)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Cycle: cy.ID, Route: pm.route}
+	first := pm.route[0].Onion
 	start := time.Now()
-	h, body, err := c.pool.roundTrip(ctx, first.Addr(), frameMessage, m.parts())
+	h, body, err := c.pool.roundTrip(ctx, first.Addr(), frameMessage, pm.body(ctx, c.cfg.Timeout))
 	res.RoundTrip = time.Since(start)
 	if err != nil {
 		return nil, c.transportError(ctx, first, err)
 	}
-	switch h.typ {
-	case frameReply:
-	case frameReject:
-		code := rejectCode(0)
-		if len(body) == 1 {
-			code = rejectCode(body[0])
-		}
-		return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: code.err()}
-	default:
-		return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: answered with %v", ErrMalformed, h.typ)}
-	}
-	out, err := c.openReply(o, res.Route, body)
+	out, err := c.answer(pm, h, body)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +393,22 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 		return res, err
 	}
 	return res, nil
+}
+
+// answer interprets the first hop's answer frame.
+func (c *Client) answer(pm *prepared, h frameHeader, body []byte) ([]byte, error) {
+	first := pm.route[0].Onion
+	switch h.typ {
+	case frameReply:
+		return c.openReply(pm.onion, pm.route, body)
+	case frameReject:
+		code := rejectCode(0)
+		if len(body) == 1 {
+			code = rejectCode(body[0])
+		}
+		return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: code.err()}
+	}
+	return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: answered with %v", ErrMalformed, h.typ)}
 }
 
 // transportError attributes a failure to reach or hear from the first hop.

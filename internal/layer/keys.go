@@ -27,7 +27,7 @@ type PublicKey struct {
 // cached for the hot path.
 type KeyPair struct {
 	PublicKey
-	Priv *pgp.KeyRing          // signing
+	Priv *pgp.KeyRing         // signing
 	Dec  []*packet.PrivateKey // decryption (sub)keys
 }
 
@@ -86,13 +86,14 @@ func (kp *KeyPair) Wipe() {
 	kp.Dec = nil
 }
 
+// isCurve25519Encryption accepts legacy ECDH over Curve25519 (algorithm 18,
+// what gopenpgp v2 generates), whose PKESK has the fixed encoding Open
+// requires.
 func isCurve25519Encryption(pk *packet.PublicKey) bool {
 	switch pk.PubKeyAlgo {
 	case packet.PubKeyAlgoECDH:
 		c, err := pk.Curve()
 		return err == nil && c == packet.Curve25519
-	case packet.PubKeyAlgoX25519:
-		return true
 	}
 	return false
 }

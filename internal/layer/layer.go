@@ -37,11 +37,10 @@ var (
 // either the next hop's layer (header = index of the next hop in the cycle's
 // node list) or random padding (header = ExitHop).
 const (
-	KeySize        = 32                            // Fernet key, also the AES-256 session key
-	FernetOverhead = 1 + 8 + 16 + 32               // version, timestamp, IV, HMAC
-	ExitHop        = 0xFF                          // header byte: this hop is the last
-	MaxNodes       = ExitHop                       // node indexes are 0..254
-	MaxPKESKSize   = 2 + 1 + 8 + 1 + 35 + 1 + 48 + 64 // generous bound for a cv25519 v3 PKESK
+	KeySize        = 32              // Fernet key, also the AES-256 session key
+	FernetOverhead = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC
+	ExitHop        = 0xFF            // header byte: this hop is the last
+	MaxNodes       = ExitHop         // node indexes are 0..254
 
 	fernetVersion = 0x80
 	minTokenSize  = FernetOverhead + 16 // at least one padded block
@@ -145,10 +144,33 @@ type Opened struct {
 	Tag []byte // the token's HMAC tag: unique per box, the replay-cache key
 }
 
+// PKESKSize is the size of the only PKESK ghostcomm accepts: OpenPGP
+// new-format packet tag 1 with a one-byte length, version 3, the hidden
+// (all-zero) recipient key ID, algorithm 18 (ECDH), the cv25519 ephemeral
+// point as a 263-bit MPI (0x40 prefix, 32 bytes), and the 48-byte AES key
+// wrap of the session key.
+const PKESKSize = 96
+
+// pkeskPrefix is the fixed part of an accepted PKESK, before the ephemeral
+// point; pkeskWrapLen is the byte that gives the wrapped key's length.
+var pkeskPrefix = [15]byte{0xC1, PKESKSize - 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0x01, 0x07, 0x40}
+
+const pkeskWrapLenAt, pkeskWrapLen = 47, 48
+
 // Open opens a sealed box with the first of dec that unwraps its key.
+//
+// The PKESK must be exactly the encoding Seal writes. OpenPGP parsers accept
+// other encodings of the same key (another packet header form, a visible key
+// ID, a different point prefix that X25519 ignores), which would make a box
+// malleable without touching its content; ghostcomm refuses them.
 func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
-	r := bytes.NewReader(box)
-	p, err := packet.Read(r)
+	if len(box) < PKESKSize+minTokenSize {
+		return nil, fmt.Errorf("%w: sealed box of %d bytes", ErrMalformed, len(box))
+	}
+	if [15]byte(box[:15]) != pkeskPrefix || box[pkeskWrapLenAt] != pkeskWrapLen {
+		return nil, fmt.Errorf("%w: not a hidden-recipient cv25519 PKESK", ErrMalformed)
+	}
+	p, err := packet.Read(bytes.NewReader(box[:PKESKSize]))
 	if err != nil {
 		return nil, fmt.Errorf("%w: key packet: %v", ErrMalformed, err)
 	}
@@ -156,10 +178,7 @@ func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
 	if !ok || ek.Version != 3 {
 		return nil, fmt.Errorf("%w: expected a v3 PKESK packet", ErrMalformed)
 	}
-	if used := len(box) - r.Len(); used > MaxPKESKSize {
-		return nil, fmt.Errorf("%w: key packet of %d bytes", ErrMalformed, used)
-	}
-	tok := box[len(box)-r.Len():]
+	tok := box[PKESKSize:]
 	unwrapped := false
 	for _, k := range dec {
 		if ek.Decrypt(k, nil) == nil {
