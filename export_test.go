@@ -2,6 +2,9 @@ package ghostcomm
 
 import (
 	"context"
+	"crypto/rand"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"time"
 )
@@ -55,3 +58,40 @@ func (p *Primary) StopRotation() {
 }
 
 func (c *Cycle) Clone() *Cycle { return c.clone() }
+
+// PayloadRequest builds a payload request for a client.
+func (c *Client) PayloadRequest() (body []byte, nonce [32]byte) {
+	req := payloadRequest{client: c.keys.Raw}
+	copy(req.nonce[:], "0123456789abcdef0123456789abcdef")
+	return req.marshal(), req.nonce
+}
+
+// OpenPayload checks a sealed payload as Fetch does.
+func (c *Client) OpenPayload(box []byte, nonce [32]byte) (*Cycle, error) {
+	return c.openPayload(box, nonce)
+}
+
+// Answer answers a payload request as the Primary's server does.
+func (p *Primary) AnswerRequest(body []byte) ([]byte, error) { return p.answer(body) }
+
+// ForgePayload seals for client c a payload of cycle cy signed by signer
+// (any Primary), with the body altered by mutate after signing if not nil.
+func ForgePayload(signer *Primary, c *Client, cy *Cycle, nonce [32]byte, mutate func([]byte)) ([]byte, error) {
+	pl := payload{cycle: *cy, nonce: nonce, client: Fingerprint(c.keys.Fpr), primary: signer.keys.Raw}
+	content, err := pl.marshal()
+	if err != nil {
+		return nil, err
+	}
+	signed, err := signPayload(signer.keys, content)
+	if err != nil {
+		return nil, err
+	}
+	if mutate != nil {
+		mutate(signed)
+	}
+	k, err := layer.NewKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return layer.Seal(nil, c.keys.Enc, &k, cy.NotBefore.Unix(), signed, rand.Reader)
+}

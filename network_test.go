@@ -19,6 +19,7 @@ import (
 // testNet is a Primary and a Client on a fake Tor network.
 type testNet struct {
 	net     *tortest.Network
+	ctrl    *tortest.Controller
 	primary *ghostcomm.Primary
 	client  *ghostcomm.Client
 }
@@ -29,7 +30,8 @@ func newTestNet(t testing.TB, pc ghostcomm.PrimaryConfig, cc ghostcomm.ClientCon
 	defer cancel()
 	n := tortest.NewNetwork(tortest.Config{})
 	t.Cleanup(func() { n.Close() })
-	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), pc)
+	ctrl := n.Controller()
+	p, err := ghostcomm.NewPrimary(ctx, ctrl, n.Dialer(), pc)
 	if err != nil {
 		t.Fatalf("NewPrimary: %v", err)
 	}
@@ -43,7 +45,7 @@ func newTestNet(t testing.TB, pc ghostcomm.PrimaryConfig, cc ghostcomm.ClientCon
 		t.Fatalf("NewClient: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &testNet{net: n, primary: p, client: c}
+	return &testNet{net: n, ctrl: ctrl, primary: p, client: c}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -114,6 +116,266 @@ func waitGoroutines(t *testing.T, n int) {
 	}
 }
 
-var _ = errors.Is
+func TestUnreachableHopNamed(t *testing.T) {
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	cy := tn.primary.Cycle()
+	for hop := 1; hop <= 3; hop++ {
+		t.Run(fmt.Sprintf("hop %d", hop), func(t *testing.T) {
+			id := cy.Nodes[hop-1].Onion.ServiceID
+			tn.net.Partition(id)
+			defer tn.net.Heal(id)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := tn.client.Send(ctx, []byte("x"))
+			var he *ghostcomm.HopError
+			if !errors.As(err, &he) || he.Hop != hop || !errors.Is(err, ghostcomm.ErrHopUnreachable) {
+				t.Fatalf("got %v, want a HopError for hop %d matching ErrHopUnreachable", err, hop)
+			}
+			if he.Onion != cy.Nodes[hop-1].Onion.Addr() {
+				t.Fatalf("error names %s, want %s", he.Onion, cy.Nodes[hop-1].Onion.Addr())
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the error came only after the client's deadline")
+			}
+		})
+	}
+}
+
+func TestRemovedHopNamed(t *testing.T) {
+	// A hop whose onion is gone (as after a retirement) is reported as not
+	// found, by the hop before it.
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	cy := tn.primary.Cycle()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := tn.client.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.ctrl.RemoveOnion(ctx, cy.Nodes[2].Onion.ServiceID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tn.client.Send(ctx, []byte("x"))
+	var he *ghostcomm.HopError
+	if !errors.As(err, &he) || he.Hop != 3 || !errors.Is(err, ghostcomm.ErrOnionNotFound) {
+		t.Fatalf("got %v, want a HopError for hop 3 matching ErrOnionNotFound", err)
+	}
+}
+
+func TestStalledHopNamedBeforeDeadline(t *testing.T) {
+	// Dials to hop 3 hang: hop 2 gives up on it first and says so, before
+	// the client's own deadline.
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	cy := tn.primary.Cycle()
+	third := cy.Nodes[2].Onion.Addr()
+	tn.net.SetDialLatency(func(addr string) time.Duration {
+		if addr == third {
+			return time.Hour
+		}
+		return 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := tn.client.Send(ctx, []byte("x"))
+	var he *ghostcomm.HopError
+	if !errors.As(err, &he) || he.Hop != 3 || !errors.Is(err, ghostcomm.ErrHopTimeout) {
+		t.Fatalf("got %v, want a HopError for hop 3 matching ErrHopTimeout", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the error came only after the client's deadline")
+	}
+}
+
+func TestCloseEndsGoroutinesAndRemovesOnions(t *testing.T) {
+	before := runtime.NumGoroutine()
+	n := tortest.NewNetwork(tortest.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{Nodes: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Send(ctx, []byte("busy")); err != nil {
+				t.Errorf("Send: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := p.Rotate(ctx); err != nil { // a retiring cycle too
+		t.Fatal(err)
+	}
+	if got := len(n.Onions()); got != 1+2*4 {
+		t.Fatalf("%d onions before Close, want %d", got, 1+2*4)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if got := n.Onions(); len(got) != 0 {
+		t.Fatalf("onions left after Close: %v", got)
+	}
+	n.Close()
+	waitGoroutines(t, before)
+	if _, err := c.Send(ctx, []byte("after")); err == nil {
+		t.Fatal("Send after Close succeeded")
+	}
+	if err := p.Rotate(ctx); !errors.Is(err, ghostcomm.ErrClosed) {
+		t.Fatalf("Rotate after Close: %v", err)
+	}
+}
+
+func TestRotationLosesNoMessageInFlight(t *testing.T) {
+	clock := tortest.NewClock(time.Now())
+	// Every node takes a while per message, so that many are in flight
+	// when the cycle rotates.
+	slow := ghostcomm.ProcessorKind{Name: "test-slow", Deterministic: true, New: func(map[string]string) (ghostcomm.Processor, error) {
+		return ghostcomm.ProcessorFunc(func(b []byte) ([]byte, error) {
+			time.Sleep(20 * time.Millisecond)
+			return append([]byte("s"), b...), nil
+		}), nil
+	}}
+	registerOnce(t, slow)
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{
+		Nodes:      3,
+		Period:     time.Hour,
+		Grace:      time.Minute,
+		Clock:      clock,
+		Processing: func(int, io.Reader) ghostcomm.ProcessorSpec { return ghostcomm.ProcessorSpec{Name: "test-slow"} },
+	}, ghostcomm.ClientConfig{Clock: clock})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := tn.client.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 48
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := tn.client.Send(ctx, []byte(fmt.Sprint(i)))
+			if err == nil && (!res.Verified || res.Cycle != old.ID) {
+				err = fmt.Errorf("unexpected result: verified=%v cycle=%x", res.Verified, res.Cycle)
+			}
+			errs <- err
+		}()
+	}
+	// Rotate while they are in flight: the Primary's timer fires when the
+	// clock reaches NotAfter - PublishAhead.
+	time.Sleep(10 * time.Millisecond)
+	clock.Set(old.NotAfter.Add(-time.Minute))
+	waitFor(t, func() bool { return tn.primary.Cycle().ID != old.ID })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("message lost in the rotation: %v", err)
+		}
+	}
+	// Until the old cycle's end plus grace both cycles' nodes run; a client
+	// still holding the old payload is served.
+	if got := len(tn.primary.Onions()); got != 6 {
+		t.Fatalf("%d nodes during the grace window, want 6", got)
+	}
+	if res, err := tn.client.Send(ctx, []byte("late")); err != nil || res.Cycle != old.ID {
+		t.Fatalf("Send with the old payload in the grace window: %v", err)
+	}
+	// New clients get the new cycle.
+	fresh, err := ghostcomm.NewClient(tn.net.Dialer(), tn.primary.Invite(nil), ghostcomm.ClientConfig{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	res, err := fresh.Send(ctx, []byte("new"))
+	if err != nil || res.Cycle == old.ID {
+		t.Fatalf("fresh client: %v (cycle %x, old %x)", err, res.Cycle, old.ID)
+	}
+	// After the grace window the old nodes and their onions are gone.
+	clock.Set(old.NotAfter.Add(time.Minute + time.Second))
+	waitFor(t, func() bool { return len(tn.primary.Onions()) == 3 })
+	for _, nd := range old.Nodes {
+		for _, id := range tn.net.Onions() {
+			if id == nd.Onion.ServiceID {
+				t.Fatalf("retired node's onion %s still exists", id)
+			}
+		}
+	}
+	// The old client's payload has expired by its own clock: it fetches
+	// the new cycle by itself.
+	res, err = tn.client.Send(ctx, []byte("after"))
+	if err != nil || res.Cycle == old.ID {
+		t.Fatalf("Send after the old cycle ended: %v", err)
+	}
+}
+
+func TestManyRotations(t *testing.T) {
+	// A day of 10-minute cycles in a moment: each rotation publishes new
+	// nodes before handing them out, and retires the old ones.
+	clock := tortest.NewClock(time.Now())
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 2, Period: 10 * time.Minute, Grace: time.Minute, Clock: clock},
+		ghostcomm.ClientConfig{Clock: clock})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seen := map[[16]byte]bool{}
+	for i := 0; i < 24*6; i++ {
+		cur := tn.primary.Cycle()
+		seen[cur.ID] = true
+		res, err := tn.client.Send(ctx, []byte("tick"))
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if res.Cycle != cur.ID {
+			t.Fatalf("cycle %d: message went through %x, current is %x", i, res.Cycle, cur.ID)
+		}
+		clock.Set(cur.NotAfter.Add(-30 * time.Second))
+		waitFor(t, func() bool { return tn.primary.Cycle().ID != cur.ID })
+		clock.Set(cur.NotAfter.Add(time.Minute + time.Second))
+		waitFor(t, func() bool { return len(tn.primary.Onions()) == 2 })
+	}
+	if len(seen) != 24*6 {
+		t.Fatalf("%d distinct cycles, want %d", len(seen), 24*6)
+	}
+	if got := len(tn.net.Onions()); got != 3 {
+		t.Fatalf("%d onions after a day of rotations, want 3", got)
+	}
+}
+
+var registered sync.Map
+
+func registerOnce(t *testing.T, k ghostcomm.ProcessorKind) {
+	if _, loaded := registered.LoadOrStore(k.Name, true); loaded {
+		return
+	}
+	if err := ghostcomm.RegisterProcessor(k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 var _ = strings.Contains
-var _ sync.Mutex

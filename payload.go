@@ -129,14 +129,19 @@ type payload struct {
 	nonce   [nonceSize]byte
 	client  Fingerprint
 	primary []byte
+	nodes   []byte // marshalNodes(cycle.Nodes), if already computed
 }
 
 func (p *payload) marshal() ([]byte, error) {
-	c := &p.cycle
-	if len(c.Nodes) == 0 || len(c.Nodes) > layer.MaxNodes {
-		return nil, fmt.Errorf("ghostcomm: %d nodes in a cycle (1..%d)", len(c.Nodes), layer.MaxNodes)
+	nodes := p.nodes
+	if nodes == nil {
+		var err error
+		if nodes, err = marshalNodes(p.cycle.Nodes); err != nil {
+			return nil, err
+		}
 	}
-	b := make([]byte, 0, 1024)
+	c := &p.cycle
+	b := make([]byte, 0, 103+len(p.primary)+len(nodes))
 	b = append(b, payloadVersion)
 	b = append(b, c.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.NotBefore.Unix()))
@@ -146,12 +151,25 @@ func (p *payload) marshal() ([]byte, error) {
 	b = append(b, p.client[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(p.primary)))
 	b = append(b, p.primary...)
-	b = append(b, byte(len(c.Nodes)))
-	for i := range c.Nodes {
-		n := &c.Nodes[i]
+	return append(b, nodes...), nil
+}
+
+// marshalNodes encodes the node list of a payload: the count, then each
+// node. A Primary does it once per cycle.
+func marshalNodes(nodes []NodeInfo) ([]byte, error) {
+	if len(nodes) == 0 || len(nodes) > layer.MaxNodes {
+		return nil, fmt.Errorf("ghostcomm: %d nodes in a cycle (1..%d)", len(nodes), layer.MaxNodes)
+	}
+	b := make([]byte, 0, 512*len(nodes))
+	b = append(b, byte(len(nodes)))
+	for i := range nodes {
+		n := &nodes[i]
 		key, err := onionaddr.Parse(n.Onion.ServiceID)
 		if err != nil {
 			return nil, fmt.Errorf("ghostcomm: node %d: %w", i, err)
+		}
+		if n.Onion.Port < 1 || n.Onion.Port > 65535 {
+			return nil, fmt.Errorf("ghostcomm: node %d: bad port %d", i, n.Onion.Port)
 		}
 		b = append(b, key...)
 		b = binary.BigEndian.AppendUint16(b, uint16(n.Onion.Port))

@@ -154,8 +154,9 @@ type Primary struct {
 }
 
 type cycleState struct {
-	cycle *Cycle
-	nodes []*Node
+	cycle   *Cycle
+	nodes   []*Node
+	encoded []byte // the payload's node list, encoded once
 }
 
 // NewPrimary creates the first lock-cycle's nodes, then the Primary's own
@@ -378,6 +379,10 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 			return nil, errors.Join(err, cs.close())
 		}
 	}
+	var err error
+	if cs.encoded, err = marshalNodes(c.Nodes); err != nil {
+		return nil, errors.Join(err, cs.close())
+	}
 	return cs, nil
 }
 
@@ -427,7 +432,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	}
 	cs := p.current
 	p.mu.Unlock()
-	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw}
+	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
 	content, err := pl.marshal()
 	if err != nil {
 		return nil, err
