@@ -157,18 +157,40 @@ var pkeskPrefix = [15]byte{0xC1, PKESKSize - 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0
 
 const pkeskWrapLenAt, pkeskWrapLen = 47, 48
 
+// canonicalU reports whether u, a little-endian Curve25519 u-coordinate, is
+// in canonical form: below 2^255-19. X25519 ignores the top bit and reduces
+// larger values, so without this check two encodings give the same key.
+func canonicalU(u []byte) bool {
+	if u[31]&0x80 != 0 {
+		return false
+	}
+	if u[31] != 0x7f || u[0] < 0xed {
+		return true
+	}
+	for _, b := range u[1:31] {
+		if b != 0xff {
+			return true
+		}
+	}
+	return false
+}
+
 // Open opens a sealed box with the first of dec that unwraps its key.
 //
 // The PKESK must be exactly the encoding Seal writes. OpenPGP parsers accept
 // other encodings of the same key (another packet header form, a visible key
 // ID, a different point prefix that X25519 ignores), which would make a box
-// malleable without touching its content; ghostcomm refuses them.
+// malleable without touching its content; ghostcomm refuses them, and
+// refuses a non-canonical ephemeral point (X25519 ignores the top bit).
 func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
 	if len(box) < PKESKSize+minTokenSize {
 		return nil, fmt.Errorf("%w: sealed box of %d bytes", ErrMalformed, len(box))
 	}
 	if [15]byte(box[:15]) != pkeskPrefix || box[pkeskWrapLenAt] != pkeskWrapLen {
 		return nil, fmt.Errorf("%w: not a hidden-recipient cv25519 PKESK", ErrMalformed)
+	}
+	if !canonicalU(box[15:47]) {
+		return nil, fmt.Errorf("%w: non-canonical ephemeral point", ErrMalformed)
 	}
 	p, err := packet.Read(bytes.NewReader(box[:PKESKSize]))
 	if err != nil {

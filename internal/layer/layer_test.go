@@ -1,0 +1,370 @@
+package layer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+var (
+	keysOnce sync.Once
+	keys     []*KeyPair
+)
+
+// testKeys returns n key pairs, generated once per test binary.
+func testKeys(t testing.TB, n int) []*KeyPair {
+	t.Helper()
+	keysOnce.Do(func() {
+		for range 9 {
+			kp, err := GenerateKeyPair("test")
+			if err != nil {
+				panic(err)
+			}
+			keys = append(keys, kp)
+		}
+	})
+	return keys[:n]
+}
+
+func pubs(kps []*KeyPair) []*PublicKey {
+	out := make([]*PublicKey, len(kps))
+	for i, k := range kps {
+		out[i] = &k.PublicKey
+	}
+	return out
+}
+
+func TestSealOpen(t *testing.T) {
+	kp := testKeys(t, 1)[0]
+	for _, size := range []int{0, 1, 15, 16, 17, 1000, 1 << 16} {
+		msg := make([]byte, size)
+		rand.Read(msg)
+		k, _ := NewKey(rand.Reader)
+		box, err := Seal(nil, kp.Enc, &k, 1700000000, msg, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(box), PKESKSize+FernetOverhead+(size/16+1)*16; got != want {
+			t.Fatalf("size %d: box of %d bytes, want %d", size, got, want)
+		}
+		o, err := Open(kp.Dec, box)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if !bytes.Equal(o.Msg, msg) || o.Key != k || o.TS != 1700000000 || len(o.Tag) != 32 {
+			t.Fatalf("size %d: opened box differs", size)
+		}
+	}
+}
+
+func TestOpenWithWrongKey(t *testing.T) {
+	kps := testKeys(t, 2)
+	k, _ := NewKey(rand.Reader)
+	box, err := Seal(nil, kps[0].Enc, &k, 0, []byte("for 0"), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(kps[1].Dec, box); !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+func TestRecipientHidden(t *testing.T) {
+	kp := testKeys(t, 1)[0]
+	k, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, kp.Enc, &k, 0, []byte("x"), rand.Reader)
+	if !bytes.Equal(box[3:11], make([]byte, 8)) {
+		t.Fatalf("PKESK key ID %x is not the hidden (zero) ID", box[3:11])
+	}
+}
+
+func TestEveryByteFlipRejected(t *testing.T) {
+	kp := testKeys(t, 1)[0]
+	k, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, kp.Enc, &k, 0, []byte("sixteen bytes!!!and more"), rand.Reader)
+	for i := range box {
+		for bit := range 8 {
+			mut := bytes.Clone(box)
+			mut[i] ^= 1 << bit
+			_, err := Open(kp.Dec, mut)
+			if err == nil {
+				t.Fatalf("byte %d bit %d flipped: box opened", i, bit)
+			}
+			if !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
+				t.Fatalf("byte %d bit %d flipped: untyped error %v", i, bit, err)
+			}
+		}
+	}
+}
+
+func TestTruncatedAndExtendedRejected(t *testing.T) {
+	kp := testKeys(t, 1)[0]
+	k, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, kp.Enc, &k, 0, []byte("x"), rand.Reader)
+	for n := 0; n < len(box); n++ {
+		if _, err := Open(kp.Dec, box[:n]); err == nil {
+			t.Fatalf("box truncated to %d bytes opened", n)
+		}
+	}
+	for _, extra := range [][]byte{{0}, make([]byte, 16), make([]byte, 32)} {
+		if _, err := Open(kp.Dec, append(bytes.Clone(box), extra...)); err == nil {
+			t.Fatalf("box with %d bytes appended opened", len(extra))
+		}
+	}
+}
+
+func TestOnionRoute(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 8} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			kps := testKeys(t, n)
+			next := make([]byte, n-1)
+			for i := range next {
+				next[i] = byte(10 + i)
+			}
+			o, err := Build(pubs(kps), next, 42, 5, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur := o.Layer
+			for i := range n {
+				p, err := Peel(kps[i].Dec, cur)
+				if err != nil {
+					t.Fatalf("hop %d: %v", i+1, err)
+				}
+				if p.Key != o.Keys[i] || p.TS != 42 {
+					t.Fatalf("hop %d: wrong key or timestamp", i+1)
+				}
+				if i < n-1 {
+					if p.Next != int(next[i]) || p.Inner == nil {
+						t.Fatalf("hop %d: next %d, want %d", i+1, p.Next, next[i])
+					}
+					// No other hop's key opens this layer.
+					for j := range n {
+						if j != i {
+							if _, err := Peel(kps[j].Dec, cur); !errors.Is(err, ErrAuth) {
+								t.Fatalf("hop %d's layer opened by key %d: %v", i+1, j, err)
+							}
+						}
+					}
+					cur = p.Inner
+				} else if p.Next != -1 || len(p.Msg) != 1+5 {
+					t.Fatalf("last hop: next %d, %d bytes", p.Next, len(p.Msg))
+				}
+			}
+		})
+	}
+}
+
+func TestOverheadPerLayer(t *testing.T) {
+	kps := testKeys(t, 9)
+	for pad := range 40 {
+		prev := 0
+		for n := 1; n <= 9; n++ {
+			o, err := Build(pubs(kps[:n]), make([]byte, n-1), 0, pad, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 1 && len(o.Layer)-prev != Overhead {
+				t.Fatalf("pad %d: hop %d added %d bytes, want %d", pad, n, len(o.Layer)-prev, Overhead)
+			}
+			prev = len(o.Layer)
+		}
+	}
+}
+
+func TestBuildRejectsBadRoutes(t *testing.T) {
+	kps := testKeys(t, 2)
+	for _, tc := range []struct {
+		hops []*PublicKey
+		next []byte
+		pad  int
+	}{
+		{nil, nil, 0},
+		{pubs(kps), nil, 0},
+		{pubs(kps), []byte{1, 2}, 0},
+		{pubs(kps), []byte{ExitHop}, 0},
+		{pubs(kps[:1]), nil, -1},
+	} {
+		if _, err := Build(tc.hops, tc.next, 0, tc.pad, rand.Reader); err == nil {
+			t.Errorf("Build(%d hops, next %v, pad %d) succeeded", len(tc.hops), tc.next, tc.pad)
+		}
+	}
+}
+
+func TestDeriveDistinct(t *testing.T) {
+	k, _ := NewKey(rand.Reader)
+	r, e := k.Derive(PurposeReply), k.Derive(PurposeError)
+	if r == e || r == k || e == k {
+		t.Fatal("derived keys collide")
+	}
+	if k.Derive(PurposeReply) != r {
+		t.Fatal("derivation is not deterministic")
+	}
+}
+
+func TestParsePublicKeyRejects(t *testing.T) {
+	kp := testKeys(t, 1)[0]
+	for name, b := range map[string][]byte{
+		"empty":     nil,
+		"garbage":   []byte("not a key"),
+		"truncated": kp.Raw[:len(kp.Raw)/2],
+		"two keys":  append(bytes.Clone(kp.Raw), testKeys(t, 2)[1].Raw...),
+		"too large": make([]byte, MaxPublicKeySize+1),
+	} {
+		if _, err := ParsePublicKey(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestWipe(t *testing.T) {
+	kp, err := GenerateKeyPair("wipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, kp.Enc, &k, 0, []byte("x"), rand.Reader)
+	kp.Wipe()
+	if _, err := Open(kp.Dec, box); !errors.Is(err, ErrAuth) {
+		t.Fatalf("wiped key still opens: %v", err)
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	kp := testKeys(f, 1)[0]
+	k, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, kp.Enc, &k, 0, []byte("seed"), rand.Reader)
+	f.Add(box)
+	f.Add(box[:PKESKSize])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := Open(kp.Dec, b)
+		if err == nil {
+			// Only a box that really is Seal's output for this key opens;
+			// opening it again must give the same plaintext.
+			o2, err := Open(kp.Dec, b)
+			if err != nil || !bytes.Equal(o.Msg, o2.Msg) {
+				t.Fatal("open is not deterministic")
+			}
+			return
+		}
+		if !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+func FuzzPeel(f *testing.F) {
+	kps := testKeys(f, 2)
+	o, _ := Build(pubs(kps), []byte{1}, 0, 3, rand.Reader)
+	f.Add(o.Layer)
+	p, _ := Peel(kps[0].Dec, o.Layer)
+	f.Add(p.Inner)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, kp := range kps {
+			p, err := Peel(kp.Dec, b)
+			if err != nil {
+				if !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
+					t.Fatalf("untyped error %v", err)
+				}
+				continue
+			}
+			if p.Next < -1 || p.Next >= MaxNodes || (p.Next >= 0) != (p.Inner != nil) {
+				t.Fatalf("inconsistent peel: next %d, inner %d bytes", p.Next, len(p.Inner))
+			}
+		}
+	})
+}
+
+func FuzzParsePublicKey(f *testing.F) {
+	f.Add(testKeys(f, 1)[0].Raw)
+	f.Add([]byte{0x99, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pk, err := ParsePublicKey(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if pk.Enc == nil || !bytes.Equal(pk.Raw, b) {
+			t.Fatal("parsed key without encryption key or raw bytes")
+		}
+	})
+}
+
+func BenchmarkBuild(b *testing.B) {
+	kps := testKeys(b, 8)
+	for _, n := range []int{1, 3, 5, 8} {
+		b.Run(fmt.Sprintf("%dhops", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Build(pubs(kps[:n]), make([]byte, n-1), 0, 0, rand.Reader); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkPeel(b *testing.B) {
+	kps := testKeys(b, 3)
+	o, _ := Build(pubs(kps), []byte{1, 2}, 0, 0, rand.Reader)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Peel(kps[0].Dec, o.Layer); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSealOpen(b *testing.B) {
+	kp := testKeys(b, 1)[0]
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
+		msg := make([]byte, size)
+		k, _ := NewKey(rand.Reader)
+		box, _ := Seal(nil, kp.Enc, &k, 0, msg, rand.Reader)
+		b.Run(fmt.Sprintf("seal/%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Seal(nil, kp.Enc, &k, 0, msg, rand.Reader); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("open/%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Open(kp.Dec, box); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestCanonicalU(t *testing.T) {
+	p := make([]byte, 32) // 2^255 - 19, little endian
+	p[0] = 0xed
+	for i := 1; i < 31; i++ {
+		p[i] = 0xff
+	}
+	p[31] = 0x7f
+	below := bytes.Clone(p)
+	below[0] = 0xec
+	top := make([]byte, 32)
+	top[31] = 0x80
+	for _, tc := range []struct {
+		u    []byte
+		want bool
+	}{{make([]byte, 32), true}, {below, true}, {p, false}, {top, false}} {
+		if got := canonicalU(tc.u); got != tc.want {
+			t.Errorf("canonicalU(%x) = %v, want %v", tc.u, got, tc.want)
+		}
+	}
+}
