@@ -250,7 +250,11 @@ func parsePayload(b []byte) (*payload, error) {
 		if port == 0 || ni.Processor.Name == "" {
 			return nil, fmt.Errorf("%w: node %d: zero port or empty processor", ErrMalformed, i)
 		}
-		ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
+		id := onionaddr.ServiceID(ed25519.PublicKey(key))
+		if _, err := onionaddr.Parse(id); err != nil {
+			return nil, fmt.Errorf("%w: node %d: onion key: %v", ErrMalformed, i, err)
+		}
+		ni.Onion = Onion{ServiceID: id, Port: port}
 		c.Nodes = append(c.Nodes, ni)
 	}
 	if err := d.finish("payload"); err != nil {
