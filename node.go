@@ -89,8 +89,8 @@ type HopEvent struct {
 	Processor ProcessorSpec
 	// Start is when the message arrived.
 	Start time.Time
-	// Process is the time spent peeling, checking and processing, before
-	// forwarding.
+	// Process is the time spent peeling, checking, processing and
+	// sealing for the next hop, before forwarding.
 	Process time.Duration
 	// Total is the time until the answer went back, including the rest of
 	// the route.
@@ -285,7 +285,8 @@ func (n *Node) reject(code rejectCode) (frameType, [][]byte) {
 
 // handle answers one frame on the node's onion.
 func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte) {
-	start := n.cfg.Clock.Now()
+	start := time.Now()
+	now := n.cfg.Clock.Now()
 	if typ != frameMessage {
 		return n.reject(rejectType)
 	}
@@ -303,7 +304,7 @@ func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameTyp
 		n.cfg.Logger.Debug("layer refused", "err", err)
 		return n.reject(rejectFor(err))
 	}
-	if err := n.checkCycle(p.TS, start); err != nil {
+	if err := n.checkCycle(p.TS, now); err != nil {
 		return n.reject(rejectStale)
 	}
 	if err := n.replay.add(p.Tag); err != nil {
@@ -312,7 +313,7 @@ func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameTyp
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
 	typ, parts, err := n.relay(ctx, m, p, &ev)
 	if n.cfg.Observer != nil {
-		ev.Total = n.cfg.Clock.Now().Sub(start)
+		ev.Total = time.Since(start)
 		ev.Err = err
 		n.cfg.Observer(ev)
 	}
@@ -333,7 +334,6 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 // Every failure from here on is reported to the client under the layer's
 // error key.
 func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEvent) (frameType, [][]byte, error) {
-	start := n.cfg.Clock.Now()
 	budget := time.Duration(m.budgetMS) * time.Millisecond
 	if budget <= 0 || budget > n.cfg.HopTimeout {
 		budget = n.cfg.HopTimeout
@@ -368,7 +368,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 		if err != nil {
 			return n.report(p, reportProcessing, 0, err)
 		}
-		ev.Process = n.cfg.Clock.Now().Sub(start)
+		ev.Process = time.Since(ev.Start)
 		return frameReply, [][]byte{tok}, nil
 	}
 
@@ -385,7 +385,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 	if err != nil {
 		return n.report(p, reportProcessing, 0, err)
 	}
-	ev.Process = n.cfg.Clock.Now().Sub(start)
+	ev.Process = time.Since(ev.Start)
 
 	// Leave a tenth of our budget to report a failure of the next hop
 	// before the previous hop gives up on us.

@@ -1,0 +1,159 @@
+// Command fullnetwork assembles a whole ghostcomm network in one process — a
+// Primary, its nodes and a client — sends one message through the chain and
+// prints what happened at each hop and the verified result.
+//
+//	go run ./examples/fullnetwork                 # on the in-process fake Tor
+//	go run ./examples/fullnetwork -hops 5 -msg "hello"
+//
+// It exits 0 when the result matches what the client computed for the route,
+// 1 when it does not, and 2 on any other failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ghostcomm/ghostcomm"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fullnetwork", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hops := fs.Int("hops", 3, "number of nodes in the lock-cycle, all used as hops (1..255)")
+	msg := fs.String("msg", "hello from ghostcomm", "the message to send")
+	mode := fs.String("tor", "fake", "Tor underneath: "+strings.Join(torModes(), ", "))
+	control := fs.String("control", "127.0.0.1:9051", "control port, for -tor=system")
+	socks := fs.String("socks", "127.0.0.1:9050", "SOCKS port, for -tor=system")
+	torrc := fs.String("torrc", "", "torrc for -tor=launch (required there)")
+	datadir := fs.String("datadir", "", "tor data directory for -tor=launch (required there)")
+	timeout := fs.Duration("timeout", 0, "overall time limit (default: 30s on the fake Tor, 5m on a real one)")
+	verbose := fs.Bool("v", false, "log what the library does")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *hops < 1 || *hops > 255 {
+		fmt.Fprintln(stderr, "fullnetwork: -hops must be 1..255")
+		return 2
+	}
+	if *timeout == 0 {
+		*timeout = 30 * time.Second
+		if *mode != "fake" {
+			*timeout = 5 * time.Minute
+		}
+	}
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	fmt.Fprintf(stdout, "Starting Tor (%s)...\n", *mode)
+	tor, err := startTor(ctx, *mode, torOptions{control: *control, socks: *socks, torrc: *torrc, datadir: *datadir, logger: logger, out: stdout})
+	if err != nil {
+		fmt.Fprintf(stderr, "fullnetwork: %v\n", err)
+		return 2
+	}
+	defer func() {
+		if err := tor.close(); err != nil {
+			fmt.Fprintf(stderr, "fullnetwork: stopping Tor: %v\n", err)
+		}
+	}()
+	if err := demo(ctx, tor, *hops, []byte(*msg), logger, stdout); err != nil {
+		fmt.Fprintf(stderr, "fullnetwork: %v\n", err)
+		if errors.Is(err, ghostcomm.ErrVerify) {
+			return 1
+		}
+		return 2
+	}
+	return 0
+}
+
+func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog.Logger, out io.Writer) error {
+	var mu sync.Mutex
+	var events []ghostcomm.HopEvent
+	start := time.Now()
+	primary, err := ghostcomm.NewPrimary(ctx, tor.controller, tor.serviceDialer, ghostcomm.PrimaryConfig{
+		Nodes:  hops,
+		Logger: logger,
+		Node: ghostcomm.NodeConfig{Observer: func(ev ghostcomm.HopEvent) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("starting the primary: %w", err)
+	}
+	defer primary.Close()
+	invite := primary.Invite(nil)
+	cycle := primary.Cycle()
+	fmt.Fprintf(out, "Primary   %s  (up in %v, %d nodes each on its own onion)\n", primary.Onion().Addr(), time.Since(start).Round(time.Millisecond), hops)
+	fmt.Fprintf(out, "Invite    %s\n", invite)
+	fmt.Fprintf(out, "Cycle     %x  valid %s .. %s\n\n", cycle.ID[:6], cycle.NotBefore.UTC().Format(time.TimeOnly), cycle.NotAfter.UTC().Format(time.TimeOnly))
+
+	client, err := ghostcomm.NewClient(tor.clientDialer, invite, ghostcomm.ClientConfig{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	t0 := time.Now()
+	if _, err := client.Fetch(ctx); err != nil {
+		return fmt.Errorf("fetching the lock-cycle payload: %w", err)
+	}
+	fmt.Fprintf(out, "Client    fetched and verified the payload (signed by %s...) in %v\n", invite.Fingerprint.String()[:16], time.Since(t0).Round(time.Millisecond))
+	fmt.Fprintf(out, "Client    sends %q through %d hops\n\n", msg, hops)
+
+	res, err := client.Send(ctx, msg)
+	if err != nil && !errors.Is(err, ghostcomm.ErrVerify) {
+		return fmt.Errorf("sending: %w", err)
+	}
+	mu.Lock()
+	evs := append([]ghostcomm.HopEvent(nil), events...)
+	mu.Unlock()
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Start.Before(evs[j].Start) })
+	pos := map[string]int{}
+	for i, n := range res.Route {
+		pos[n.Onion.ServiceID] = i + 1
+	}
+	for _, ev := range evs {
+		fmt.Fprintf(out, "hop %d  %s\n", pos[ev.Onion.ServiceID], ev.Onion.Addr())
+		fmt.Fprintf(out, "       %s: %d bytes in, %d bytes out; peel, process and seal %v; answered after %v\n",
+			ev.Processor, ev.InSize, ev.OutSize, ev.Process.Round(time.Microsecond), ev.Total.Round(time.Microsecond))
+	}
+	want, _ := ghostcomm.Expected(res.Route, msg)
+	fmt.Fprintf(out, "\nResult    %s\n", printable(res.Data))
+	fmt.Fprintf(out, "Expected  %s\n", printable(want))
+	fmt.Fprintf(out, "Round trip %v\n", res.RoundTrip.Round(time.Microsecond))
+	if err != nil || !res.Verified {
+		fmt.Fprintln(out, "Verified  NO: the result is not what the route's processing gives")
+		if err == nil {
+			err = fmt.Errorf("%w: result not verified", ghostcomm.ErrVerify)
+		}
+		return err
+	}
+	fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	return nil
+}
+
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Sprintf("%x (%d bytes)", b, len(b))
+		}
+	}
+	return fmt.Sprintf("%s (%d bytes)", b, len(b))
+}
