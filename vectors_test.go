@@ -1,0 +1,453 @@
+package ghostcomm
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+	"time"
+
+	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+)
+
+// The test vectors in testdata/vectors.json describe every wire format with
+// concrete bytes that a second implementation can check itself against
+// (docs/PROTOCOL.md explains each). Regenerate them with
+//
+//	go test -run TestVectors -update
+//
+// Fernet draws its IVs from crypto/rand, so regenerated vectors differ byte
+// for byte; they must still pass.
+var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
+
+const vectorsPath = "testdata/vectors.json"
+
+type hexBytes []byte
+
+func (h hexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+func (h *hexBytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	*h = v
+	return err
+}
+
+type vectors struct {
+	Comment string            `json:"comment"`
+	Keys    map[string]string `json:"keys"` // armored OpenPGP private keys
+
+	SealedBox struct {
+		Recipient string   `json:"recipient"`
+		Box       hexBytes `json:"box"`
+		Key       hexBytes `json:"key"`
+		Timestamp int64    `json:"timestamp"`
+		Plaintext hexBytes `json:"plaintext"`
+	} `json:"sealed_box"`
+
+	Onion struct {
+		Route      []string   `json:"route"`
+		Next       []int      `json:"next"`
+		Timestamp  int64      `json:"timestamp"`
+		PadLen     int        `json:"exit_padding_len"`
+		Layer      hexBytes   `json:"layer"`
+		LayerKeys  []hexBytes `json:"layer_keys"`
+		ReplyKey   hexBytes   `json:"reply_key"`
+		ErrorKeys  []hexBytes `json:"error_keys"`
+		LayerSizes []int      `json:"layer_sizes"`
+	} `json:"onion"`
+
+	Reply struct {
+		Key       hexBytes `json:"key"`
+		Token     hexBytes `json:"token"`
+		Timestamp int64    `json:"timestamp"`
+		Plaintext hexBytes `json:"plaintext"`
+	} `json:"reply"`
+
+	Report struct {
+		Key   hexBytes `json:"key"`
+		Token hexBytes `json:"token"`
+		Code  int      `json:"code"`
+	} `json:"report"`
+
+	Frame struct {
+		Bytes    hexBytes `json:"bytes"`
+		Type     int      `json:"type"`
+		StreamID uint32   `json:"stream_id"`
+		Body     hexBytes `json:"body"`
+	} `json:"frame"`
+
+	Message struct {
+		Bytes    hexBytes `json:"bytes"`
+		BudgetMS uint32   `json:"budget_ms"`
+		Layer    hexBytes `json:"layer"`
+		Data     hexBytes `json:"data"`
+	} `json:"message"`
+
+	PayloadRequest struct {
+		Bytes  hexBytes `json:"bytes"`
+		Nonce  hexBytes `json:"nonce"`
+		Client string   `json:"client"`
+	} `json:"payload_request"`
+
+	Payload struct {
+		Sealed             hexBytes `json:"sealed"`
+		Client             string   `json:"client"`
+		PrimaryFingerprint hexBytes `json:"primary_fingerprint"`
+		Nonce              hexBytes `json:"nonce"`
+		CycleID            hexBytes `json:"cycle_id"`
+		NotBefore          int64    `json:"not_before"`
+		NotAfter           int64    `json:"not_after"`
+		GraceSeconds       int64    `json:"grace_seconds"`
+		Nodes              []struct {
+			ServiceID   string            `json:"service_id"`
+			Port        int               `json:"port"`
+			Fingerprint hexBytes          `json:"fingerprint"`
+			Processor   string            `json:"processor"`
+			Params      map[string]string `json:"params"`
+		} `json:"nodes"`
+	} `json:"payload"`
+
+	Invite struct {
+		String      string   `json:"string"`
+		ServiceID   string   `json:"service_id"`
+		Port        int      `json:"port"`
+		Fingerprint hexBytes `json:"fingerprint"`
+	} `json:"invite"`
+
+	Processors []struct {
+		Name   string            `json:"name"`
+		Params map[string]string `json:"params"`
+		Input  hexBytes          `json:"input"`
+		Output hexBytes          `json:"output"`
+	} `json:"processors"`
+}
+
+func TestVectors(t *testing.T) {
+	if *update {
+		generateVectors(t)
+	}
+	raw, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v vectors
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*layer.KeyPair{}
+	for name, armored := range v.Keys {
+		k, err := pgp.NewKeyFromArmored(armored)
+		if err != nil {
+			t.Fatalf("key %s: %v", name, err)
+		}
+		kp, err := layer.NewKeyPair(k)
+		if err != nil {
+			t.Fatalf("key %s: %v", name, err)
+		}
+		keys[name] = kp
+	}
+
+	t.Run("sealed box", func(t *testing.T) {
+		sb := v.SealedBox
+		o, err := layer.Open(keys[sb.Recipient].Dec, sb.Box)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(o.Msg, sb.Plaintext) || !bytes.Equal(o.Key[:], sb.Key) || o.TS != sb.Timestamp {
+			t.Fatal("sealed box opens to other contents")
+		}
+		if len(sb.Box) != layer.PKESKSize+layer.FernetOverhead+(len(sb.Plaintext)/16+1)*16 {
+			t.Fatalf("sealed box of %d bytes", len(sb.Box))
+		}
+	})
+
+	t.Run("onion", func(t *testing.T) {
+		on := v.Onion
+		cur := []byte(on.Layer)
+		for i, name := range on.Route {
+			if len(cur) != on.LayerSizes[i] {
+				t.Fatalf("hop %d: layer of %d bytes, want %d", i+1, len(cur), on.LayerSizes[i])
+			}
+			p, err := layer.Peel(keys[name].Dec, cur)
+			if err != nil {
+				t.Fatalf("hop %d: %v", i+1, err)
+			}
+			if !bytes.Equal(p.Key[:], on.LayerKeys[i]) || p.TS != on.Timestamp {
+				t.Fatalf("hop %d: layer key or timestamp differ", i+1)
+			}
+			ek := p.Key.Derive(layer.PurposeError)
+			if !bytes.Equal(ek[:], on.ErrorKeys[i]) {
+				t.Fatalf("hop %d: error key differs", i+1)
+			}
+			if i < len(on.Route)-1 {
+				if p.Next != on.Next[i] {
+					t.Fatalf("hop %d: next %d, want %d", i+1, p.Next, on.Next[i])
+				}
+				cur = p.Inner
+				continue
+			}
+			if p.Next != -1 || len(p.Msg) != 1+on.PadLen {
+				t.Fatalf("last hop: next %d, %d bytes of exit layer", p.Next, len(p.Msg))
+			}
+			rk := p.Key.Derive(layer.PurposeReply)
+			if !bytes.Equal(rk[:], on.ReplyKey) {
+				t.Fatal("reply key differs")
+			}
+		}
+	})
+
+	t.Run("reply", func(t *testing.T) {
+		var k layer.Key
+		copy(k[:], v.Reply.Key)
+		msg, ts, err := layer.FernetOpen(&k, v.Reply.Token)
+		if err != nil || !bytes.Equal(msg, v.Reply.Plaintext) || ts != v.Reply.Timestamp {
+			t.Fatalf("reply: %v", err)
+		}
+		copy(k[:], v.Report.Key)
+		msg, _, err = layer.FernetOpen(&k, v.Report.Token)
+		if err != nil || len(msg) != 2 || int(msg[0]) != v.Report.Code {
+			t.Fatalf("report: %v %x", err, msg)
+		}
+	})
+
+	t.Run("frame", func(t *testing.T) {
+		f := v.Frame
+		h, body, err := readFrame(bytes.NewReader(f.Bytes), DefaultMaxFrameSize)
+		if err != nil || int(h.typ) != f.Type || h.id != f.StreamID || !bytes.Equal(body, f.Body) {
+			t.Fatalf("frame: %v", err)
+		}
+		var buf bytes.Buffer
+		writeFrame(&buf, frameType(f.Type), f.StreamID, f.Body)
+		if !bytes.Equal(buf.Bytes(), f.Bytes) {
+			t.Fatal("frame does not encode to the vector")
+		}
+	})
+
+	t.Run("message", func(t *testing.T) {
+		m, err := parseMessage(v.Message.Bytes)
+		if err != nil || m.budgetMS != v.Message.BudgetMS || !bytes.Equal(m.layer, v.Message.Layer) || !bytes.Equal(m.data, v.Message.Data) {
+			t.Fatalf("message: %v", err)
+		}
+	})
+
+	t.Run("payload request", func(t *testing.T) {
+		r, err := parsePayloadRequest(v.PayloadRequest.Bytes)
+		if err != nil || !bytes.Equal(r.nonce[:], v.PayloadRequest.Nonce) || !bytes.Equal(r.client, keys[v.PayloadRequest.Client].Raw) {
+			t.Fatalf("payload request: %v", err)
+		}
+	})
+
+	t.Run("payload", func(t *testing.T) {
+		pv := v.Payload
+		client := keys[pv.Client]
+		o, err := layer.Open(client.Dec, pv.Sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pin Fingerprint
+		copy(pin[:], pv.PrimaryFingerprint)
+		p, _, err := openSignedPayload(o.Msg, pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.cycle
+		if !bytes.Equal(p.nonce[:], pv.Nonce) || p.client != Fingerprint(client.Fpr) || !bytes.Equal(c.ID[:], pv.CycleID) ||
+			c.NotBefore.Unix() != pv.NotBefore || c.NotAfter.Unix() != pv.NotAfter || int64(c.Grace/time.Second) != pv.GraceSeconds ||
+			o.TS != pv.NotBefore || len(c.Nodes) != len(pv.Nodes) {
+			t.Fatal("payload fields differ")
+		}
+		for i, n := range c.Nodes {
+			w := pv.Nodes[i]
+			fp := n.Fingerprint()
+			if n.Onion.ServiceID != w.ServiceID || n.Onion.Port != w.Port || !bytes.Equal(fp[:], w.Fingerprint) ||
+				n.Processor.Name != w.Processor || len(n.Processor.Params) != len(w.Params) {
+				t.Fatalf("node %d differs", i)
+			}
+			for k, val := range w.Params {
+				if n.Processor.Params[k] != val {
+					t.Fatalf("node %d parameter %s differs", i, k)
+				}
+			}
+		}
+	})
+
+	t.Run("invite", func(t *testing.T) {
+		inv, err := ParseInvite(v.Invite.String)
+		if err != nil || inv.Primary.ServiceID != v.Invite.ServiceID || inv.Primary.Port != v.Invite.Port ||
+			!bytes.Equal(inv.Fingerprint[:], v.Invite.Fingerprint) || inv.String() != v.Invite.String {
+			t.Fatalf("invite: %v", err)
+		}
+	})
+
+	t.Run("processors", func(t *testing.T) {
+		for _, pv := range v.Processors {
+			p, err := NewProcessor(ProcessorSpec{Name: pv.Name, Params: pv.Params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.Process(pv.Input)
+			if err != nil || !bytes.Equal(out, pv.Output) {
+				t.Fatalf("%s %v: got %x, want %x", pv.Name, pv.Params, out, pv.Output)
+			}
+		}
+	})
+}
+
+// generateVectors writes testdata/vectors.json from fresh keys.
+func generateVectors(t *testing.T) {
+	var v vectors
+	v.Comment = "ghostcomm v1 test vectors; see docs/PROTOCOL.md. Hex strings are raw bytes. Keys are armored OpenPGP private keys (curve25519) made for these vectors only."
+	v.Keys = map[string]string{}
+	kps := map[string]*layer.KeyPair{}
+	for _, name := range []string{"node0", "node1", "node2", "client", "primary"} {
+		k, err := pgp.GenerateKey("ghostcomm vector "+name, "", "x25519", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		armored, err := k.Armor()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Keys[name] = armored
+		if kps[name], err = layer.NewKeyPair(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const ts = 1767268800 // 2026-01-01T12:00:00Z, a cycle's NotBefore
+
+	k, _ := layer.NewKey(rand.Reader)
+	v.SealedBox.Recipient, v.SealedBox.Key, v.SealedBox.Timestamp = "node0", k[:], ts
+	v.SealedBox.Plaintext = []byte("a sealed box for node0")
+	box, err := layer.Seal(nil, kps["node0"].Enc, &k, ts, v.SealedBox.Plaintext, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SealedBox.Box = box
+
+	on := &v.Onion
+	on.Route, on.Next, on.Timestamp, on.PadLen = []string{"node0", "node1", "node2"}, []int{1, 2}, ts, 5
+	o, err := layer.Build([]*layer.PublicKey{&kps["node0"].PublicKey, &kps["node1"].PublicKey, &kps["node2"].PublicKey}, []byte{1, 2}, ts, on.PadLen, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on.Layer = o.Layer
+	cur := o.Layer
+	for i, name := range on.Route {
+		on.LayerKeys = append(on.LayerKeys, o.Keys[i][:])
+		ek := o.Keys[i].Derive(layer.PurposeError)
+		on.ErrorKeys = append(on.ErrorKeys, ek[:])
+		on.LayerSizes = append(on.LayerSizes, len(cur))
+		p, err := layer.Peel(kps[name].Dec, cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = p.Inner
+	}
+	rk := o.Keys[2].Derive(layer.PurposeReply)
+	on.ReplyKey = rk[:]
+
+	v.Reply.Key, v.Reply.Timestamp, v.Reply.Plaintext = rk[:], ts, []byte("the route's result")
+	if v.Reply.Token, err = layer.FernetSeal(nil, &rk, ts, v.Reply.Plaintext); err != nil {
+		t.Fatal(err)
+	}
+	ek := o.Keys[1].Derive(layer.PurposeError)
+	v.Report.Key, v.Report.Code = ek[:], int(reportNextNotFound)
+	if v.Report.Token, err = layer.FernetSeal(nil, &ek, ts, []byte{byte(reportNextNotFound), 0}); err != nil {
+		t.Fatal(err)
+	}
+
+	dk, _ := layer.NewKey(rand.Reader)
+	data, err := layer.Seal(nil, kps["node0"].Enc, &dk, ts, []byte("data for hop 1"), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &message{budgetMS: 27000, layer: o.Layer, data: data}
+	v.Message.Bytes, v.Message.BudgetMS, v.Message.Layer, v.Message.Data = bytes.Join(m.parts(), nil), m.budgetMS, m.layer, m.data
+
+	var fb bytes.Buffer
+	writeFrame(&fb, frameReply, 7, v.Reply.Token)
+	v.Frame.Bytes, v.Frame.Type, v.Frame.StreamID, v.Frame.Body = fb.Bytes(), int(frameReply), 7, v.Reply.Token
+
+	req := payloadRequest{client: kps["client"].Raw}
+	rand.Read(req.nonce[:])
+	v.PayloadRequest.Bytes, v.PayloadRequest.Nonce, v.PayloadRequest.Client = req.marshal(), req.nonce[:], "client"
+
+	p := &payload{nonce: req.nonce, client: Fingerprint(kps["client"].Fpr), primary: kps["primary"].Raw}
+	p.cycle.NotBefore, p.cycle.NotAfter, p.cycle.Grace = time.Unix(ts, 0), time.Unix(ts+600, 0), 2*time.Minute
+	rand.Read(p.cycle.ID[:])
+	specs := []ProcessorSpec{HashSpec("sha256", []byte{0xaa, 0xbb}, 1, true), HashSpec("sha3-256", nil, 3, false), IdentitySpec}
+	for i, name := range []string{"node0", "node1", "node2"} {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80}, PublicKey: kps[name].Raw, Processor: specs[i]})
+	}
+	content, err := p.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := signPayload(kps["primary"], content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := layer.NewKey(rand.Reader)
+	if v.Payload.Sealed, err = layer.Seal(nil, kps["client"].Enc, &pk, ts, signed, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	pv := &v.Payload
+	pv.Client, pv.PrimaryFingerprint, pv.Nonce, pv.CycleID = "client", kps["primary"].Fpr[:], req.nonce[:], p.cycle.ID[:]
+	pv.NotBefore, pv.NotAfter, pv.GraceSeconds = ts, ts+600, 120
+	for i, n := range p.cycle.Nodes {
+		pv.Nodes = append(pv.Nodes, struct {
+			ServiceID   string            `json:"service_id"`
+			Port        int               `json:"port"`
+			Fingerprint hexBytes          `json:"fingerprint"`
+			Processor   string            `json:"processor"`
+			Params      map[string]string `json:"params"`
+		}{n.Onion.ServiceID, n.Onion.Port, kps[[]string{"node0", "node1", "node2"}[i]].Fpr[:], n.Processor.Name, n.Processor.Params})
+	}
+
+	inv := Invite{Primary: Onion{ServiceID: p.cycle.Nodes[0].Onion.ServiceID, Port: 80}, Fingerprint: Fingerprint(kps["primary"].Fpr)}
+	v.Invite.String, v.Invite.ServiceID, v.Invite.Port, v.Invite.Fingerprint = inv.String(), inv.Primary.ServiceID, 80, inv.Fingerprint[:]
+
+	for _, spec := range []ProcessorSpec{IdentitySpec, HashSpec("sha256", nil, 1, true), HashSpec("sha256", []byte("salt"), 1, true),
+		HashSpec("sha512", []byte{1, 2, 3}, 2, false), HashSpec("sha3-256", []byte("s"), 5, true), HashSpec("sha384", nil, 1, false), HashSpec("sha3-512", []byte("x"), 1, true)} {
+		in := []byte("abc")
+		proc, err := NewProcessor(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := proc.Process(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Processors = append(v.Processors, struct {
+			Name   string            `json:"name"`
+			Params map[string]string `json:"params"`
+			Input  hexBytes          `json:"input"`
+			Output hexBytes          `json:"output"`
+		}{spec.Name, spec.Params, in, out})
+	}
+
+	out, err := json.MarshalIndent(&v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vectorsPath, append(out, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
