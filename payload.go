@@ -164,7 +164,7 @@ func marshalNodes(nodes []NodeInfo) ([]byte, error) {
 	b = append(b, byte(len(nodes)))
 	for i := range nodes {
 		n := &nodes[i]
-		key, err := onionaddr.Parse(n.Onion.ServiceID)
+		key, err := onionaddr.Decode(n.Onion.ServiceID)
 		if err != nil {
 			return nil, fmt.Errorf("ghostcomm: node %d: %w", i, err)
 		}
