@@ -221,4 +221,3 @@ func BenchmarkNewCycleKeys(b *testing.B) {
 		}
 	}
 }
-
