@@ -54,6 +54,10 @@ type ClientConfig struct {
 	Rand io.Reader
 	// Logger receives debug records. Nil: silent.
 	Logger *slog.Logger
+	// Authorizer receives the invite's client authorization key, if it has
+	// one, before the first fetch. Nil: the Dialer, if it implements
+	// ClientAuthorizer; otherwise the key must already be known to tor.
+	Authorizer ClientAuthorizer
 }
 
 // Client sends messages through a network: it fetches the lock-cycle payload
@@ -68,9 +72,10 @@ type Client struct {
 	keys   *layer.KeyPair
 	pool   *dialPool
 
-	fetchMu sync.Mutex // one fetch at a time
-	mu      sync.Mutex
-	cycle   *Cycle
+	fetchMu    sync.Mutex // one fetch at a time; guards authorized
+	authorized bool
+	mu         sync.Mutex
+	cycle      *Cycle
 }
 
 // Result is the answer to one message.
@@ -168,7 +173,29 @@ func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	return cy.clone(), nil
 }
 
+// authorize gives the invite's client authorization key to tor once.
+// c.fetchMu is held.
+func (c *Client) authorize(ctx context.Context) error {
+	if c.authorized || c.invite.ClientAuthKey == nil {
+		return nil
+	}
+	a := c.cfg.Authorizer
+	if a == nil {
+		a, _ = c.dialer.(ClientAuthorizer)
+	}
+	if a != nil {
+		if err := a.AddClientAuth(ctx, c.invite.Primary.ServiceID, *c.invite.ClientAuthKey); err != nil {
+			return fmt.Errorf("ghostcomm: adding the invite's client authorization: %w", err)
+		}
+	}
+	c.authorized = true
+	return nil
+}
+
 func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
+	if err := c.authorize(ctx); err != nil {
+		return nil, err
+	}
 	req := payloadRequest{client: c.keys.Raw}
 	if _, err := io.ReadFull(c.cfg.Rand, req.nonce[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)

@@ -105,6 +105,16 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// ClientAuthorizer gives tor the x25519 private key of a v3 client
+// authorization (ONION_CLIENT_AUTH_ADD), so that it can reach an onion
+// service that requires one. A Client whose invite carries such a key gives
+// it to ClientConfig.Authorizer, or else to its Dialer if the Dialer
+// implements ClientAuthorizer. Adding a key for a service that already has
+// one replaces it.
+type ClientAuthorizer interface {
+	AddClientAuth(ctx context.Context, serviceID string, key [32]byte) error
+}
+
 // Errors that callers may match with errors.Is.
 var (
 	// ErrOnionNotFound: the onion service's descriptor could not be found

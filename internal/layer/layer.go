@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -60,6 +61,12 @@ const (
 )
 
 var b64 = base64.URLEncoding // fernet-go's token encoding
+
+// textPool holds buffers for the text form of tokens being opened; buffers
+// grown past maxPooledText are left to the garbage collector.
+var textPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledText = 2 << 20
 
 // Key is a 32-byte Fernet key. The first half signs (HMAC-SHA256), the
 // second half encrypts (AES-128-CBC), as the Fernet spec says.
@@ -114,10 +121,15 @@ func FernetOpen(key *Key, tok []byte) ([]byte, int64, error) {
 	if tok[0] != fernetVersion {
 		return nil, 0, fmt.Errorf("%w: fernet version %#x", ErrUnsupportedVersion, tok[0])
 	}
-	// fernet-go only takes the text form; encode once more. It reports a
-	// failure as a nil result, not an error.
-	text := b64.AppendEncode(make([]byte, 0, b64.EncodedLen(len(tok))), tok)
+	// fernet-go only takes the text form; encode once more, into a pooled
+	// buffer. It reports a failure as a nil result, not an error.
+	buf := textPool.Get().(*[]byte)
+	text := b64.AppendEncode((*buf)[:0], tok)
 	msg := fernet.VerifyAndDecrypt(text, 0, []*fernet.Key{key.fernet()})
+	if cap(text) <= maxPooledText {
+		*buf = text
+		textPool.Put(buf)
+	}
 	if msg == nil {
 		return nil, 0, fmt.Errorf("%w: fernet token does not verify", ErrAuth)
 	}

@@ -16,7 +16,10 @@ import (
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
 )
 
-var _ ghostcomm.Dialer = (*Dialer)(nil)
+var (
+	_ ghostcomm.Dialer           = (*Dialer)(nil)
+	_ ghostcomm.ClientAuthorizer = (*Dialer)(nil)
+)
 
 // Dialer connects to the onion services of a Network, as a tor SOCKS port
 // does. It implements ghostcomm.Dialer.
@@ -36,8 +39,10 @@ type Dialer struct {
 // service authorizes the Dialer if the public key of priv is among its
 // OnionConfig.ClientAuth keys. serviceID may carry ".onion"; an invalid id
 // returns an error matching ErrBadAddress. A later call for the same service
-// replaces the key.
-func (d *Dialer) AddClientAuth(serviceID string, priv [32]byte) error {
+// replaces the key. Nothing blocks, so ctx is not consulted; the signature is
+// ghostcomm.ClientAuthorizer's, so a Client gives the Dialer the key of its
+// invite by itself.
+func (d *Dialer) AddClientAuth(ctx context.Context, serviceID string, priv [32]byte) error {
 	id := normID(serviceID)
 	if _, err := onionaddr.Parse(id); err != nil {
 		return fmt.Errorf("tortest: add client auth: %w: %w", ErrBadAddress, err)

@@ -141,13 +141,13 @@ func TestDialClientAuth(t *testing.T) {
 	if !errors.Is(de, ghostcomm.ErrOnionUnreachable) {
 		t.Fatalf("%v", de)
 	}
-	if err := d.AddClientAuth(o.ServiceID, mallory); err != nil {
+	if err := d.AddClientAuth(context.Background(), o.ServiceID, mallory); err != nil {
 		t.Fatal(err)
 	}
 	dialErr(t, d, o.Addr(), tortest.CodeWrongClientAuth)
 
 	// Replace the key; the ".onion" form names the same service.
-	if err := d.AddClientAuth(o.ServiceID+".onion", alice); err != nil {
+	if err := d.AddClientAuth(context.Background(), o.ServiceID+".onion", alice); err != nil {
 		t.Fatal(err)
 	}
 	c, err := d.DialContext(testCtx(t), "tcp", o.Addr())
@@ -162,7 +162,7 @@ func TestDialClientAuth(t *testing.T) {
 	d.RemoveClientAuth(o.ServiceID)
 	dialErr(t, d, o.Addr(), tortest.CodeMissingClientAuth)
 
-	if err := d.AddClientAuth("not-an-onion", alice); !errors.Is(err, tortest.ErrBadAddress) {
+	if err := d.AddClientAuth(context.Background(), "not-an-onion", alice); !errors.Is(err, tortest.ErrBadAddress) {
 		t.Fatalf("AddClientAuth with a bad id: %v", err)
 	}
 }
