@@ -3,6 +3,7 @@ package ghostcomm_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -379,3 +380,48 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ = strings.Contains
+
+func TestClientAuthorization(t *testing.T) {
+	var alice, mallory [32]byte
+	rand.Read(alice[:])
+	rand.Read(mallory[:])
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{
+		Nodes: 2, ClientAuth: [][32]byte{tortest.ClientAuthPublicKey(alice)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	// The invite carries Alice's key: her client hands it to its dialer.
+	inv, err := ghostcomm.ParseInvite(p.Invite(&alice).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ghostcomm.NewClient(n.Dialer(), inv, ghostcomm.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if res, err := c.Send(ctx, []byte("authorized")); err != nil || !res.Verified {
+		t.Fatalf("authorized client: %v", err)
+	}
+
+	// Without a key, or with another one, tor refuses before the Primary
+	// sees a byte.
+	for name, key := range map[string]*[32]byte{"no key": nil, "wrong key": &mallory} {
+		c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(key), ghostcomm.ClientConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Fetch(ctx)
+		c.Close()
+		if !errors.Is(err, ghostcomm.ErrOnionUnreachable) {
+			t.Errorf("%s: got %v, want ErrOnionUnreachable", name, err)
+		}
+	}
+}
