@@ -97,10 +97,12 @@ type TorController interface {
 // Dialer connects to onion addresses ("<id>.onion:port").
 //
 // Implementations must be safe for concurrent use and honour ctx for the whole
-// dial. A dial to an onion service that does not exist, or no longer exists,
-// fails with an error matching ErrOnionNotFound; other failures to reach a
-// service match ErrOnionUnreachable. golang.org/x/net/proxy's ContextDialer
-// has this shape.
+// dial. A dial to an onion service whose descriptor cannot be found fails
+// with an error matching ErrOnionNotFound; other failures to reach a service
+// match ErrOnionUnreachable. A real tor cannot always tell the two apart: a
+// removed service's descriptor stays on the directories until it expires, so
+// dials to it fail as unreachable. golang.org/x/net/proxy's ContextDialer has
+// this shape.
 type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
