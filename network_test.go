@@ -425,3 +425,40 @@ func TestClientAuthorization(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeCreationRetried(t *testing.T) {
+	// The first onion the Primary asks for is never published: the node is
+	// replaced by a fresh one and the Primary comes up.
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	var mu sync.Mutex
+	first := ""
+	n.SetPublishDelay(func(id string) time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == "" || first == id {
+			first = id
+			return time.Hour
+		}
+		return 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{
+		Nodes: 3, Node: ghostcomm.NodeConfig{PublishTimeout: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatalf("NewPrimary: %v", err)
+	}
+	defer p.Close()
+	for _, o := range p.Onions() {
+		if o.ServiceID == first {
+			t.Fatal("the unpublished onion was handed out")
+		}
+	}
+	for _, id := range n.Onions() {
+		if id == first {
+			t.Fatal("the unpublished onion was not removed")
+		}
+	}
+}

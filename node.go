@@ -27,6 +27,10 @@ const DefaultHopTimeout = 60 * time.Second
 // rather than forget what it has seen.
 const DefaultReplayCacheSize = 1 << 20
 
+// DefaultPublishTimeout bounds the wait for one onion service's descriptor to
+// be published. A Primary replaces a node whose onion misses it.
+const DefaultPublishTimeout = 2 * time.Minute
+
 // NodeConfig configures a Node. The zero value is a node that passes data
 // through unchanged, valid from now for ten years.
 type NodeConfig struct {
@@ -68,6 +72,9 @@ type NodeConfig struct {
 	// IOTimeout bounds reading one frame body and writing one frame. Zero:
 	// DefaultIOTimeout.
 	IOTimeout time.Duration
+	// PublishTimeout bounds the wait for the onion service's publication
+	// (within NewNode's ctx). Zero: DefaultPublishTimeout.
+	PublishTimeout time.Duration
 
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
@@ -143,6 +150,9 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 	if d.IOTimeout <= 0 {
 		d.IOTimeout = DefaultIOTimeout
 	}
+	if d.PublishTimeout <= 0 {
+		d.PublishTimeout = DefaultPublishTimeout
+	}
 	return d
 }
 
@@ -210,7 +220,9 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	if c.OnionKey != nil {
 		oc.Key = append([]byte(nil), c.OnionKey...)
 	}
-	onion, err := tc.CreateOnion(ctx, oc)
+	pctx, cancel := context.WithTimeout(ctx, c.PublishTimeout)
+	defer cancel()
+	onion, err := tc.CreateOnion(pctx, oc)
 	if err != nil {
 		n.srv.close()
 		n.pool.close()

@@ -196,7 +196,16 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	nc := c.Node.withDefaults()
 	p.srv = newServer(ln, p.handle, nc.MaxFrameSize, nc.MaxConcurrent, nc.IdleTimeout, nc.IOTimeout, c.Logger)
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
-	onion, err := tc.CreateOnion(ctx, oc)
+	var onion Onion
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, nc.PublishTimeout)
+		onion, err = tc.CreateOnion(pctx, oc)
+		cancel()
+		if err == nil || attempt == nodeAttempts || ctx.Err() != nil {
+			break
+		}
+		c.Logger.Warn("primary onion not created; retrying", "attempt", attempt, "err", err)
+	}
 	if err != nil {
 		p.srv.close()
 		first.close()
@@ -344,6 +353,9 @@ func (p *Primary) startBackground() bool {
 	return true
 }
 
+// nodeAttempts is how many times newCycle tries to create each node.
+const nodeAttempts = 3
+
 // newCycle creates and publishes the nodes of a new lock-cycle, all at once.
 func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	now := p.cfg.Clock.Now().Truncate(time.Second)
@@ -363,7 +375,15 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cs.nodes[i], errs[i] = NewNode(ctx, p.tc, p.dialer, nc)
+			// A node whose onion is not published in time is replaced by a
+			// fresh one (new key, new address), while ctx allows.
+			for attempt := 1; ; attempt++ {
+				cs.nodes[i], errs[i] = NewNode(ctx, p.tc, p.dialer, nc)
+				if errs[i] == nil || attempt == nodeAttempts || ctx.Err() != nil {
+					return
+				}
+				p.cfg.Logger.Warn("node creation failed; retrying", "attempt", attempt, "err", errs[i])
+			}
 		}()
 	}
 	wg.Wait()

@@ -4,6 +4,14 @@
 //
 //	go run ./examples/fullnetwork                 # on the in-process fake Tor
 //	go run ./examples/fullnetwork -hops 5 -msg "hello"
+//	go run ./examples/fullnetwork -tor=testnet    # a private Tor network on 127.0.0.1
+//	go run ./examples/fullnetwork -tor=system     # a running tor: ControlPort 9051, SocksPort 9050
+//	go run ./examples/fullnetwork -tor=launch -torrc FILE -datadir DIR
+//
+// -tor=testnet needs tor and tor-gencert installed (.ci/install-tor.sh) and
+// starts seven tor processes that reach nothing but each other; they are all
+// stopped when the program ends. -tor=system and -tor=launch use whatever
+// Tor network the tor is configured for, normally the public one.
 //
 // It exits 0 when the result matches what the client computed for the route,
 // 1 when it does not, and 2 on any other failure.
@@ -17,9 +25,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ghostcomm/ghostcomm"
@@ -58,7 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	// Ctrl-C ends the demo through the same path as an error, so that every
+	// onion is removed and every tor this program started is stopped.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 
 	fmt.Fprintf(stdout, "Starting Tor (%s)...\n", *mode)
@@ -89,11 +103,15 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 	primary, err := ghostcomm.NewPrimary(ctx, tor.controller, tor.serviceDialer, ghostcomm.PrimaryConfig{
 		Nodes:  hops,
 		Logger: logger,
-		Node: ghostcomm.NodeConfig{Observer: func(ev ghostcomm.HopEvent) {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}},
+		Node: ghostcomm.NodeConfig{
+			// On a real Tor, an onion not published within this is replaced.
+			PublishTimeout: 45 * time.Second,
+			Observer: func(ev ghostcomm.HopEvent) {
+				mu.Lock()
+				events = append(events, ev)
+				mu.Unlock()
+			},
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("starting the primary: %w", err)

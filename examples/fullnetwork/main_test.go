@@ -2,9 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
 func TestFullNetworkOnFakeTor(t *testing.T) {
@@ -36,6 +42,39 @@ func TestFullNetworkBadFlags(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestFullNetworkOnTestnet runs the demo on real onion services in a private
+// Tor network on 127.0.0.1, and checks that no tor it started is left.
+func TestFullNetworkOnTestnet(t *testing.T) {
+	testnet.SkipUnlessAvailable(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	tor, err := startTor(ctx, "testnet", torOptions{out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := tor.pids
+	if len(pids) != 8 { // 3 authorities, 3 relays, 2 clients
+		t.Errorf("%d tor processes, want 8", len(pids))
+	}
+	err = demo(ctx, tor, 3, []byte("over real onions"), nil, &out)
+	if cerr := tor.close(); cerr != nil {
+		t.Errorf("stopping tor: %v", cerr)
+	}
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Verified  yes") {
+		t.Fatal("no verified result")
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("tor %d still exists after the demo (kill 0: %v)", pid, err)
 		}
 	}
 }

@@ -730,6 +730,21 @@ func (n *Network) Clients() []*Tor {
 	return append([]*Tor(nil), n.clients...)
 }
 
+// PIDs returns the process IDs of every tor of the network that runs now
+// (authorities, relays and clients), so that callers can check that Close
+// left none behind.
+func (n *Network) PIDs() []int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var pids []int
+	for _, t := range n.tors {
+		if t.PID != 0 {
+			pids = append(pids, t.PID)
+		}
+	}
+	return pids
+}
+
 // Dir returns the directory holding the network's files.
 func (n *Network) Dir() string { return n.dir }
 
