@@ -3,6 +3,7 @@ package torctl_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -204,4 +205,54 @@ func nodeOnions(c *ghostcomm.Cycle) []ghostcomm.Onion {
 		out = append(out, n.Onion)
 	}
 	return out
+}
+
+// TestIntegrationPrimaryClientAuth: a Primary whose onion requires v3 client
+// authorization serves the client whose invite carries the key (handed to the
+// client's tor with ONION_CLIENT_AUTH_ADD through ClientConfig.Authorizer),
+// and tor keeps a client without it from reaching the Primary at all.
+func TestIntegrationPrimaryClientAuth(t *testing.T) {
+	e, ctx := setup(t)
+	key, err := torctl.NewClientAuthKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 2, ClientAuth: [][32]byte{key.Public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	// Without the key first: tor refuses before a byte reaches the Primary.
+	noKey, err := ghostcomm.NewClient(e.dialer, p.Invite(nil), ghostcomm.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noKey.Close()
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err = noKey.Fetch(fctx)
+	cancel()
+	if !errors.Is(err, ghostcomm.ErrOnionUnreachable) {
+		t.Fatalf("Fetch without the client authorization key: %v, want ErrOnionUnreachable", err)
+	}
+
+	cctrl, err := torctl.Connect(ctx, torctl.ConnectConfig{Addr: e.client.ControlAddr, CookiePath: e.client.CookiePath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cctrl.Close()
+	defer cctrl.RemoveClientAuth(context.Background(), p.Onion().ServiceID)
+	inv, err := ghostcomm.ParseInvite(p.Invite(&key.Private).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ghostcomm.NewClient(e.dialer, inv, ghostcomm.ClientConfig{Authorizer: cctrl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Send(ctx, []byte("invited"))
+	if err != nil || !res.Verified {
+		t.Fatalf("Send with the invite's client authorization: %v", err)
+	}
 }
