@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"net"
 	"testing"
 	"time"
@@ -143,8 +144,8 @@ func BenchmarkRelayHop(b *testing.B) {
 					b.Fatal(err)
 				}
 				out.Reset()
-				m := &message{budgetMS: 1000, layer: p.Inner, data: box}
-				if err := writeFrame(&out, frameMessage, 1, m.parts()...); err != nil {
+				m := &wire.Msg{BudgetMS: 1000, Layer: p.Inner, Data: box}
+				if err := wire.WriteFrame(&out, wire.Message, 1, m.Parts()...); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -177,8 +178,8 @@ func BenchmarkExitHop(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		typ, _ := nodes[0].handle(context.Background(), frameMessage, body[i%batch])
-		if typ != frameReply {
+		typ, _ := nodes[0].handle(context.Background(), wire.Message, body[i%batch])
+		if typ != wire.Reply {
 			b.Fatalf("answer %v", typ)
 		}
 	}

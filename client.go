@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"math/big"
 	"sync"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
@@ -210,23 +212,20 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)
 	}
-	if err := writeFrame(conn, framePayloadRequest, 1, req.marshal()); err != nil {
+	if err := wire.WriteFrame(conn, wire.PayloadRequest, 1, req.marshal()); err != nil {
 		return nil, fmt.Errorf("ghostcomm: sending payload request: %w", ctxErr(ctx, err))
 	}
-	h, body, err := readFrame(conn, c.cfg.MaxFrameSize)
+	h, body, err := wire.ReadFrame(conn, c.cfg.MaxFrameSize)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading payload: %w", ctxErr(ctx, err))
 	}
-	switch h.typ {
-	case framePayloadResponse:
-	case frameReject:
-		code := rejectCode(0)
-		if len(body) == 1 {
-			code = rejectCode(body[0])
-		}
-		return nil, fmt.Errorf("ghostcomm: primary refused the request: %w", code.err())
+	switch h.Type {
+	case wire.PayloadResponse:
+	case wire.Reject:
+		code := rejectCodeOf(body)
+		return nil, fmt.Errorf("ghostcomm: primary refused the request: %w", rejectErr(code))
 	default:
-		return nil, fmt.Errorf("%w: primary answered with %v", ErrMalformed, h.typ)
+		return nil, fmt.Errorf("%w: primary answered with %v", ErrMalformed, h.Type)
 	}
 	return c.openPayload(body, req.nonce)
 }
@@ -392,8 +391,8 @@ func (pm *prepared) body(ctx context.Context, timeout time.Duration) [][]byte {
 	if d, ok := ctx.Deadline(); ok {
 		budget = time.Until(d)
 	}
-	m := &message{budgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), layer: pm.onion.Layer, data: pm.data}
-	return m.parts()
+	m := &wire.Msg{BudgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), Layer: pm.onion.Layer, Data: pm.data}
+	return m.Parts()
 }
 
 func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
@@ -404,7 +403,7 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	res := &Result{Cycle: cy.ID, Route: pm.route}
 	first := pm.route[0].Onion
 	start := time.Now()
-	h, body, err := c.pool.roundTrip(ctx, first.Addr(), frameMessage, pm.body(ctx, c.cfg.Timeout))
+	h, body, err := c.pool.roundTrip(ctx, first.Addr(), wire.Message, pm.body(ctx, c.cfg.Timeout))
 	res.RoundTrip = time.Since(start)
 	if err != nil {
 		return nil, c.transportError(ctx, first, err)
@@ -423,19 +422,16 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 }
 
 // answer interprets the first hop's answer frame.
-func (c *Client) answer(pm *prepared, h frameHeader, body []byte) ([]byte, error) {
+func (c *Client) answer(pm *prepared, h wire.Header, body []byte) ([]byte, error) {
 	first := pm.route[0].Onion
-	switch h.typ {
-	case frameReply:
+	switch h.Type {
+	case wire.Reply:
 		return c.openReply(pm.onion, pm.route, body)
-	case frameReject:
-		code := rejectCode(0)
-		if len(body) == 1 {
-			code = rejectCode(body[0])
-		}
-		return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: code.err()}
+	case wire.Reject:
+		code := rejectCodeOf(body)
+		return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: rejectErr(code)}
 	}
-	return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: answered with %v", ErrMalformed, h.typ)}
+	return nil, &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: answered with %v", ErrMalformed, h.Type)}
 }
 
 // transportError attributes a failure to reach or hear from the first hop.
@@ -481,22 +477,22 @@ func reportError(i int, route []NodeInfo, msg []byte) error {
 	if len(msg) != 2 {
 		return hop(i, fmt.Errorf("%w: failure report of %d bytes", ErrMalformed, len(msg)))
 	}
-	switch reportCode(msg[0]) {
-	case reportNextNotFound:
+	switch wire.ReportCode(msg[0]) {
+	case wire.ReportNextNotFound:
 		return hop(i+1, fmt.Errorf("%w: %w", ErrHopUnreachable, ErrOnionNotFound))
-	case reportNextUnreached:
+	case wire.ReportNextUnreached:
 		return hop(i+1, fmt.Errorf("%w: %w", ErrHopUnreachable, ErrOnionUnreachable))
-	case reportNextTimeout:
+	case wire.ReportNextTimeout:
 		return hop(i+1, ErrHopTimeout)
-	case reportNextRejected:
-		return hop(i+1, rejectCode(msg[1]).err())
-	case reportNextBrokeReply:
+	case wire.ReportNextRejected:
+		return hop(i+1, rejectErr(wire.RejectCode(msg[1])))
+	case wire.ReportNextBrokeReply:
 		return hop(i+1, fmt.Errorf("%w: invalid answer", ErrMalformed))
-	case reportBadData:
+	case wire.ReportBadData:
 		return hop(i, fmt.Errorf("%w: the data from the previous hop did not open", ErrAuth))
-	case reportProcessing:
+	case wire.ReportProcessing:
 		return hop(i, ErrProcessing)
-	case reportBadRoute:
+	case wire.ReportBadRoute:
 		return hop(i, fmt.Errorf("%w: unknown next hop", ErrMalformed))
 	}
 	return hop(i, fmt.Errorf("%w: report code %d", ErrRejected, msg[0]))

@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 )
 
 // Defaults for stream timing, used when a Config leaves the field zero.
@@ -26,7 +28,7 @@ const (
 
 // handlerFunc answers one request frame. It returns the answer's type and
 // parts; a zero type sends nothing.
-type handlerFunc func(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte)
+type handlerFunc func(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte)
 
 // server accepts streams on a local listener and answers request frames, each
 // in its own goroutine, on the stream they came from. One stream's garbage or
@@ -105,11 +107,11 @@ func (s *server) serveConn(c net.Conn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	write := func(typ frameType, id uint32, parts [][]byte) error {
+	write := func(typ wire.Type, id uint32, parts [][]byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
 		c.SetWriteDeadline(time.Now().Add(s.ioTimeout))
-		err := writeFrame(c, typ, id, parts...)
+		err := wire.WriteFrame(c, typ, id, parts...)
 		if err != nil {
 			c.Close() // a half-written frame leaves the stream unusable
 		}
@@ -122,7 +124,7 @@ func (s *server) serveConn(c net.Conn) {
 			if errors.Is(err, ErrFrameTooLarge) {
 				// The body was not read, so the stream cannot be resynchronized:
 				// say why, then close it.
-				write(frameReject, h.id, [][]byte{{byte(rejectTooLarge)}})
+				write(wire.Reject, h.ID, [][]byte{{byte(wire.RejectTooLarge)}})
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && s.ctx.Err() == nil {
 				s.log.Debug("closing stream", "err", err)
 			}
@@ -131,7 +133,7 @@ func (s *server) serveConn(c net.Conn) {
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			if write(frameReject, h.id, [][]byte{{byte(rejectBusy)}}) != nil {
+			if write(wire.Reject, h.ID, [][]byte{{byte(wire.RejectBusy)}}) != nil {
 				return
 			}
 			continue
@@ -140,9 +142,9 @@ func (s *server) serveConn(c net.Conn) {
 		go func() {
 			defer handlers.Done()
 			defer func() { <-s.sem }()
-			typ, parts := s.handle(s.ctx, h.typ, body)
+			typ, parts := s.handle(s.ctx, h.Type, body)
 			if typ != 0 {
-				write(typ, h.id, parts)
+				write(typ, h.ID, parts)
 			}
 		}()
 	}
@@ -150,8 +152,8 @@ func (s *server) serveConn(c net.Conn) {
 
 // readRequest reads one frame: the header under the idle deadline, then the
 // body under the I/O deadline.
-func (s *server) readRequest(c net.Conn) (frameHeader, []byte, error) {
-	return readFrame(&deadlineReader{c: c, after: s.ioTimeout}, s.maxFrame)
+func (s *server) readRequest(c net.Conn) (wire.Header, []byte, error) {
+	return wire.ReadFrame(&deadlineReader{c: c, after: s.ioTimeout}, s.maxFrame)
 }
 
 // deadlineReader moves the read deadline to now+after once the first byte of
@@ -203,7 +205,7 @@ func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 type muxResult struct {
-	h    frameHeader
+	h    wire.Header
 	body []byte
 }
 
@@ -235,14 +237,14 @@ func newMuxConn(c net.Conn, maxFrame int, ioTimeout time.Duration) *muxConn {
 func (m *muxConn) readLoop() {
 	defer close(m.done)
 	for {
-		h, body, err := readFrame(m.c, m.maxFrame)
+		h, body, err := wire.ReadFrame(m.c, m.maxFrame)
 		if err != nil {
 			m.fail(err)
 			return
 		}
 		m.mu.Lock()
-		ch := m.pending[h.id]
-		delete(m.pending, h.id)
+		ch := m.pending[h.ID]
+		delete(m.pending, h.ID)
 		m.lastUsed = time.Now()
 		m.lastRecv = m.lastUsed
 		m.mu.Unlock()
@@ -280,13 +282,13 @@ func (m *muxConn) idleSince(t time.Time) bool {
 	return len(m.pending) == 0 && m.lastUsed.Before(t)
 }
 
-func (m *muxConn) roundTrip(ctx context.Context, typ frameType, parts [][]byte) (frameHeader, []byte, error) {
+func (m *muxConn) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) (wire.Header, []byte, error) {
 	ch := make(chan muxResult, 1)
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err
 		m.mu.Unlock()
-		return frameHeader{}, nil, err
+		return wire.Header{}, nil, err
 	}
 	m.next++
 	id := m.next
@@ -301,11 +303,11 @@ func (m *muxConn) roundTrip(ctx context.Context, typ frameType, parts [][]byte) 
 		dl = d
 	}
 	m.c.SetWriteDeadline(dl)
-	err := writeFrame(m.c, typ, id, parts...)
+	err := wire.WriteFrame(m.c, typ, id, parts...)
 	m.wmu.Unlock()
 	if err != nil {
 		m.fail(err)
-		return frameHeader{}, nil, &dialError{err: err}
+		return wire.Header{}, nil, &dialError{err: err}
 	}
 	select {
 	case r, ok := <-ch:
@@ -313,7 +315,7 @@ func (m *muxConn) roundTrip(ctx context.Context, typ frameType, parts [][]byte) 
 			m.mu.Lock()
 			err := m.err
 			m.mu.Unlock()
-			return frameHeader{}, nil, err
+			return wire.Header{}, nil, err
 		}
 		return r.h, r.body, nil
 	case <-ctx.Done():
@@ -327,7 +329,7 @@ func (m *muxConn) roundTrip(ctx context.Context, typ frameType, parts [][]byte) 
 			// afresh instead of queueing behind it.
 			m.fail(ctx.Err())
 		}
-		return frameHeader{}, nil, ctx.Err()
+		return wire.Header{}, nil, ctx.Err()
 	}
 }
 
@@ -447,10 +449,10 @@ func (p *dialPool) dial(addr string, call *dialCall) {
 	close(call.done)
 }
 
-func (p *dialPool) roundTrip(ctx context.Context, addr string, typ frameType, parts [][]byte) (frameHeader, []byte, error) {
+func (p *dialPool) roundTrip(ctx context.Context, addr string, typ wire.Type, parts [][]byte) (wire.Header, []byte, error) {
 	m, err := p.get(ctx, addr)
 	if err != nil {
-		return frameHeader{}, nil, err
+		return wire.Header{}, nil, err
 	}
 	return m.roundTrip(ctx, typ, parts)
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 
-	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
+
 	"io"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 )
 
 // Internals exposed to the package's external tests, which cannot be
@@ -15,13 +18,13 @@ import (
 type Prepared = prepared
 
 const (
-	FrameVersion   = frameVersion
-	FrameChunk     = frameChunk
-	FrameMessage   = uint8(frameMessage)
-	FrameReply     = uint8(frameReply)
-	FrameReject    = uint8(frameReject)
-	RejectReplay   = uint8(rejectReplay)
-	RejectTooLarge = uint8(rejectTooLarge)
+	FrameVersion   = wire.Version
+	FrameChunk     = wire.Chunk
+	FrameMessage   = uint8(wire.Message)
+	FrameReply     = uint8(wire.Reply)
+	FrameReject    = uint8(wire.Reject)
+	RejectReplay   = uint8(wire.RejectReplay)
+	RejectTooLarge = uint8(wire.RejectTooLarge)
 )
 
 func (c *Client) Prepare(cy *Cycle, data []byte) (*Prepared, error) { return c.prepare(cy, data) }
@@ -33,20 +36,20 @@ func (pm *prepared) Body(ctx context.Context, timeout time.Duration) [][]byte {
 func (pm *prepared) FirstHop() string { return pm.route[0].Onion.Addr() }
 
 func (c *Client) Answer(pm *Prepared, typ uint8, body []byte) ([]byte, error) {
-	return c.answer(pm, frameHeader{typ: frameType(typ)}, body)
+	return c.answer(pm, wire.Header{Type: wire.Type(typ)}, body)
 }
 
 func WriteFrame(w io.Writer, typ uint8, id uint32, parts ...[]byte) error {
-	return writeFrame(w, frameType(typ), id, parts...)
+	return wire.WriteFrame(w, wire.Type(typ), id, parts...)
 }
 
 func ReadFrame(r io.Reader, max int) (typ uint8, body []byte, err error) {
-	h, b, err := readFrame(r, max)
-	return uint8(h.typ), b, err
+	h, b, err := wire.ReadFrame(r, max)
+	return uint8(h.Type), b, err
 }
 
 func FrameHeader(typ uint8, id, n uint32) []byte {
-	return frameHeader{typ: frameType(typ), id: id, len: n}.append(nil)
+	return wire.Header{Type: wire.Type(typ), ID: id, Len: n}.Append(nil)
 }
 
 func (p *Primary) StopRotation() {

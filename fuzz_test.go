@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"io"
 	"testing"
 	"time"
 
@@ -23,52 +22,6 @@ func isTyped(err error) bool {
 		}
 	}
 	return false
-}
-
-func FuzzReadFrame(f *testing.F) {
-	var buf bytes.Buffer
-	writeFrame(&buf, frameMessage, 7, []byte("body"))
-	f.Add(buf.Bytes())
-	f.Add(frameHeader{typ: frameReply, id: 1, len: 1 << 30}.append(nil))
-	f.Add([]byte{frameVersion})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		const max = 1 << 16
-		h, body, err := readFrame(bytes.NewReader(b), max)
-		if err != nil {
-			if !isTyped(err) && !errors.Is(err, io.EOF) {
-				t.Fatalf("untyped error %v", err)
-			}
-			return
-		}
-		if int(h.len) != len(body) || len(body) > max {
-			t.Fatalf("header says %d bytes, body has %d", h.len, len(body))
-		}
-		var out bytes.Buffer
-		if err := writeFrame(&out, h.typ, h.id, body); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(out.Bytes(), b[:frameHeaderSize+len(body)]) {
-			t.Fatal("frame does not round-trip")
-		}
-	})
-}
-
-func FuzzParseMessage(f *testing.F) {
-	m := &message{budgetMS: 1000, layer: []byte("layer"), data: []byte("data")}
-	f.Add(bytes.Join(m.parts(), nil))
-	f.Add([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := parseMessage(b)
-		if err != nil {
-			if !isTyped(err) {
-				t.Fatalf("untyped error %v", err)
-			}
-			return
-		}
-		if !bytes.Equal(bytes.Join(m.parts(), nil), b) {
-			t.Fatal("message does not round-trip")
-		}
-	})
 }
 
 func FuzzParsePayloadRequest(f *testing.F) {

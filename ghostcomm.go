@@ -34,10 +34,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/errs"
+	"github.com/ghostcomm/ghostcomm/internal/layer"
 )
 
 // DefaultOnionPort is the virtual port of every onion service that a Primary
@@ -128,22 +130,22 @@ var (
 	ErrOnionUnreachable = errors.New("ghostcomm: onion service unreachable")
 
 	// ErrClosed: the Primary, Node or Client was closed.
-	ErrClosed = errors.New("ghostcomm: closed")
+	ErrClosed = errs.ErrClosed
 
 	// ErrFrameTooLarge: a frame announced a body larger than the limit. The
 	// body was not read.
-	ErrFrameTooLarge = errors.New("ghostcomm: frame too large")
+	ErrFrameTooLarge = errs.ErrFrameTooLarge
 
 	// ErrMalformed: bytes that do not parse as the expected structure.
-	ErrMalformed = layer.ErrMalformed
+	ErrMalformed = errs.ErrMalformed
 
 	// ErrUnsupportedVersion: a frame, layer or payload of a version this
 	// code does not speak.
-	ErrUnsupportedVersion = layer.ErrUnsupportedVersion
+	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
 
 	// ErrAuth: authenticated decryption failed. The bytes were altered, or
 	// they were not encrypted for this key.
-	ErrAuth = layer.ErrAuth
+	ErrAuth = errs.ErrAuth
 
 	// ErrBadSignature: the lock-cycle payload's signature does not verify
 	// against the pinned Primary key.
@@ -154,7 +156,7 @@ var (
 	ErrWrongPrimary = errors.New("ghostcomm: payload signed by an unexpected primary key")
 
 	// ErrReplay: a hop has already seen this layer in this lock-cycle.
-	ErrReplay = errors.New("ghostcomm: replayed message")
+	ErrReplay = errs.ErrReplay
 
 	// ErrStaleCycle: the lock-cycle the message or payload was made for is
 	// not valid at this time.
@@ -179,7 +181,7 @@ var (
 	ErrRejected = errors.New("ghostcomm: rejected by hop")
 
 	// ErrBusy: a hop refused the message for lack of capacity.
-	ErrBusy = errors.New("ghostcomm: hop busy")
+	ErrBusy = errs.ErrBusy
 
 	// ErrVerify: the final result differs from the result the client
 	// expected from the chain's deterministic processors.

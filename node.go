@@ -6,13 +6,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/replay"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
@@ -174,7 +177,7 @@ type Node struct {
 
 	srv    *server
 	pool   *dialPool
-	replay *replayCache
+	replay *replay.Cache
 
 	peers atomic.Pointer[[]NodeInfo]
 
@@ -206,7 +209,7 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, err
 	}
 	n := &Node{cfg: c, tc: tc, keys: keys, proc: proc, ts: c.NotBefore.Unix()}
-	n.replay = newReplayCache(c.ReplayCacheSize)
+	n.replay = replay.New(c.ReplayCacheSize)
 	empty := []NodeInfo{}
 	n.peers.Store(&empty)
 
@@ -285,41 +288,41 @@ func (n *Node) Close() error {
 		errSrv := n.srv.close()
 		n.pool.close()
 		n.keys.Wipe()
-		n.replay.reset()
+		n.replay.Close()
 		n.closeErr = errors.Join(errRemove, errSrv)
 	})
 	return n.closeErr
 }
 
-func (n *Node) reject(code rejectCode) (frameType, [][]byte) {
-	return frameReject, [][]byte{{byte(code)}}
+func (n *Node) reject(code wire.RejectCode) (wire.Type, [][]byte) {
+	return wire.Reject, [][]byte{{byte(code)}}
 }
 
 // handle answers one frame on the node's onion.
-func (n *Node) handle(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte) {
+func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte) {
 	start := time.Now()
 	now := n.cfg.Clock.Now()
-	if typ != frameMessage {
-		return n.reject(rejectType)
+	if typ != wire.Message {
+		return n.reject(wire.RejectType)
 	}
 	if n.closed.Load() {
-		return n.reject(rejectClosed)
+		return n.reject(wire.RejectClosed)
 	}
-	m, err := parseMessage(body)
+	m, err := wire.ParseMsg(body)
 	if err != nil {
-		return n.reject(rejectMalformed)
+		return n.reject(wire.RejectMalformed)
 	}
 	// The layer first: until it opens, nothing said back can be
 	// authenticated, so refusals are plain Reject frames.
-	p, err := layer.Peel(n.keys.Dec, m.layer)
+	p, err := layer.Peel(n.keys.Dec, m.Layer)
 	if err != nil {
 		n.cfg.Logger.Debug("layer refused", "err", err)
 		return n.reject(rejectFor(err))
 	}
 	if err := n.checkCycle(p.TS, now); err != nil {
-		return n.reject(rejectStale)
+		return n.reject(wire.RejectStale)
 	}
-	if err := n.replay.add(p.Tag); err != nil {
+	if err := n.replay.Add(p.Tag); err != nil {
 		return n.reject(rejectFor(err))
 	}
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
@@ -345,8 +348,8 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 // relay does the work after the layer opened: data, processing, forwarding.
 // Every failure from here on is reported to the client under the layer's
 // error key.
-func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEvent) (frameType, [][]byte, error) {
-	budget := time.Duration(m.budgetMS) * time.Millisecond
+func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopEvent) (wire.Type, [][]byte, error) {
+	budget := time.Duration(m.BudgetMS) * time.Millisecond
 	if budget <= 0 || budget > n.cfg.HopTimeout {
 		budget = n.cfg.HopTimeout
 	}
@@ -354,7 +357,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 	defer cancel()
 
 	var data []byte
-	in, err := layer.Open(n.keys.Dec, m.data)
+	in, err := layer.Open(n.keys.Dec, m.Data)
 	if err == nil {
 		data = in.Msg
 		if in.TS != n.ts {
@@ -362,7 +365,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 		}
 	}
 	if err != nil {
-		return n.report(p, reportBadData, 0, err)
+		return n.report(p, wire.ReportBadData, 0, err)
 	}
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
@@ -370,7 +373,7 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 		err = fmt.Errorf("output of %d bytes exceeds the frame limit", len(out))
 	}
 	if err != nil {
-		return n.report(p, reportProcessing, 0, fmt.Errorf("%w: %v", ErrProcessing, err))
+		return n.report(p, wire.ReportProcessing, 0, fmt.Errorf("%w: %v", ErrProcessing, err))
 	}
 	ev.OutSize = len(out)
 
@@ -378,24 +381,24 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 		key := p.Key.Derive(layer.PurposeReply)
 		tok, err := layer.FernetSeal(nil, &key, n.ts, out)
 		if err != nil {
-			return n.report(p, reportProcessing, 0, err)
+			return n.report(p, wire.ReportProcessing, 0, err)
 		}
 		ev.Process = time.Since(ev.Start)
-		return frameReply, [][]byte{tok}, nil
+		return wire.Reply, [][]byte{tok}, nil
 	}
 
 	peers := *n.peers.Load()
 	if p.Next >= len(peers) {
-		return n.report(p, reportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.Next))
+		return n.report(p, wire.ReportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.Next))
 	}
 	next := &peers[p.Next]
 	k, err := layer.NewKey(n.cfg.Rand)
 	if err != nil {
-		return n.report(p, reportProcessing, 0, err)
+		return n.report(p, wire.ReportProcessing, 0, err)
 	}
 	box, err := layer.Seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.Enc, &k, n.ts, out, n.cfg.Rand)
 	if err != nil {
-		return n.report(p, reportProcessing, 0, err)
+		return n.report(p, wire.ReportProcessing, 0, err)
 	}
 	ev.Process = time.Since(ev.Start)
 
@@ -408,75 +411,34 @@ func (n *Node) relay(ctx context.Context, m *message, p *layer.Peeled, ev *HopEv
 	fwd := remaining * 9 / 10
 	fctx, fcancel := context.WithTimeout(ctx, fwd)
 	defer fcancel()
-	out2 := &message{budgetMS: uint32(fwd / time.Millisecond), layer: p.Inner, data: box}
-	h, body, err := n.pool.roundTrip(fctx, next.Onion.Addr(), frameMessage, out2.parts())
+	out2 := &wire.Msg{BudgetMS: uint32(fwd / time.Millisecond), Layer: p.Inner, Data: box}
+	h, body, err := n.pool.roundTrip(fctx, next.Onion.Addr(), wire.Message, out2.Parts())
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrOnionNotFound):
-		return n.report(p, reportNextNotFound, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+		return n.report(p, wire.ReportNextNotFound, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return n.report(p, reportNextTimeout, 0, fmt.Errorf("%w: %v", ErrHopTimeout, err))
+		return n.report(p, wire.ReportNextTimeout, 0, fmt.Errorf("%w: %v", ErrHopTimeout, err))
 	default:
-		return n.report(p, reportNextUnreached, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+		return n.report(p, wire.ReportNextUnreached, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
 	}
-	switch h.typ {
-	case frameReply:
-		return frameReply, [][]byte{body}, nil
-	case frameReject:
-		code := rejectCode(0)
-		if len(body) == 1 {
-			code = rejectCode(body[0])
-		}
-		return n.report(p, reportNextRejected, byte(code), fmt.Errorf("next hop: %w", code.err()))
+	switch h.Type {
+	case wire.Reply:
+		return wire.Reply, [][]byte{body}, nil
+	case wire.Reject:
+		code := rejectCodeOf(body)
+		return n.report(p, wire.ReportNextRejected, byte(code), fmt.Errorf("next hop: %w", rejectErr(code)))
 	}
-	return n.report(p, reportNextBrokeReply, 0, fmt.Errorf("%w: next hop answered with %v", ErrMalformed, h.typ))
+	return n.report(p, wire.ReportNextBrokeReply, 0, fmt.Errorf("%w: next hop answered with %v", ErrMalformed, h.Type))
 }
 
 // report answers with a failure report only the client can open.
-func (n *Node) report(p *layer.Peeled, code reportCode, detail byte, cause error) (frameType, [][]byte, error) {
+func (n *Node) report(p *layer.Peeled, code wire.ReportCode, detail byte, cause error) (wire.Type, [][]byte, error) {
 	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
 	key := p.Key.Derive(layer.PurposeError)
 	tok, err := layer.FernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
 	if err != nil {
-		return frameReject, [][]byte{{byte(rejectMalformed)}}, errors.Join(cause, err)
+		return wire.Reject, [][]byte{{byte(wire.RejectMalformed)}}, errors.Join(cause, err)
 	}
-	return frameReply, [][]byte{tok}, cause
-}
-
-// replayCache remembers the tags of the layers a node opened in its cycle.
-// It never forgets within the cycle: when full it refuses (ErrBusy).
-type replayCache struct {
-	mu     sync.Mutex
-	max    int
-	seen   map[[16]byte]struct{}
-	closed bool
-}
-
-func newReplayCache(max int) *replayCache {
-	return &replayCache{max: max, seen: make(map[[16]byte]struct{})}
-}
-
-func (r *replayCache) add(tag []byte) error {
-	var k [16]byte
-	copy(k[:], tag)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return ErrClosed
-	}
-	if _, dup := r.seen[k]; dup {
-		return ErrReplay
-	}
-	if len(r.seen) >= r.max {
-		return fmt.Errorf("%w: replay cache full", ErrBusy)
-	}
-	r.seen[k] = struct{}{}
-	return nil
-}
-
-func (r *replayCache) reset() {
-	r.mu.Lock()
-	r.seen = nil
-	r.closed = true
-	r.mu.Unlock()
+	return wire.Reply, [][]byte{tok}, cause
 }

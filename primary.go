@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
@@ -424,16 +426,16 @@ func (c *Cycle) clone() *Cycle {
 }
 
 // handle answers a client's payload request.
-func (p *Primary) handle(ctx context.Context, typ frameType, body []byte) (frameType, [][]byte) {
-	if typ != framePayloadRequest {
-		return frameReject, [][]byte{{byte(rejectType)}}
+func (p *Primary) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte) {
+	if typ != wire.PayloadRequest {
+		return wire.Reject, [][]byte{{byte(wire.RejectType)}}
 	}
 	box, err := p.answer(body)
 	if err != nil {
 		p.cfg.Logger.Debug("payload request refused", "err", err)
-		return frameReject, [][]byte{{byte(rejectFor(err))}}
+		return wire.Reject, [][]byte{{byte(rejectFor(err))}}
 	}
-	return framePayloadResponse, [][]byte{box}
+	return wire.PayloadResponse, [][]byte{box}
 }
 
 func (p *Primary) answer(body []byte) ([]byte, error) {

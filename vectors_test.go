@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostcomm/ghostcomm/internal/wire"
+
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
@@ -223,20 +225,20 @@ func TestVectors(t *testing.T) {
 
 	t.Run("frame", func(t *testing.T) {
 		f := v.Frame
-		h, body, err := readFrame(bytes.NewReader(f.Bytes), DefaultMaxFrameSize)
-		if err != nil || int(h.typ) != f.Type || h.id != f.StreamID || !bytes.Equal(body, f.Body) {
+		h, body, err := wire.ReadFrame(bytes.NewReader(f.Bytes), DefaultMaxFrameSize)
+		if err != nil || int(h.Type) != f.Type || h.ID != f.StreamID || !bytes.Equal(body, f.Body) {
 			t.Fatalf("frame: %v", err)
 		}
 		var buf bytes.Buffer
-		writeFrame(&buf, frameType(f.Type), f.StreamID, f.Body)
+		wire.WriteFrame(&buf, wire.Type(f.Type), f.StreamID, f.Body)
 		if !bytes.Equal(buf.Bytes(), f.Bytes) {
 			t.Fatal("frame does not encode to the vector")
 		}
 	})
 
 	t.Run("message", func(t *testing.T) {
-		m, err := parseMessage(v.Message.Bytes)
-		if err != nil || m.budgetMS != v.Message.BudgetMS || !bytes.Equal(m.layer, v.Message.Layer) || !bytes.Equal(m.data, v.Message.Data) {
+		m, err := wire.ParseMsg(v.Message.Bytes)
+		if err != nil || m.BudgetMS != v.Message.BudgetMS || !bytes.Equal(m.Layer, v.Message.Layer) || !bytes.Equal(m.Data, v.Message.Data) {
 			t.Fatalf("message: %v", err)
 		}
 	})
@@ -362,8 +364,8 @@ func generateVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ek := o.Keys[1].Derive(layer.PurposeError)
-	v.Report.Key, v.Report.Code = ek[:], int(reportNextNotFound)
-	if v.Report.Token, err = layer.FernetSeal(nil, &ek, ts, []byte{byte(reportNextNotFound), 0}); err != nil {
+	v.Report.Key, v.Report.Code = ek[:], int(wire.ReportNextNotFound)
+	if v.Report.Token, err = layer.FernetSeal(nil, &ek, ts, []byte{byte(wire.ReportNextNotFound), 0}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -372,12 +374,12 @@ func generateVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &message{budgetMS: 27000, layer: o.Layer, data: data}
-	v.Message.Bytes, v.Message.BudgetMS, v.Message.Layer, v.Message.Data = bytes.Join(m.parts(), nil), m.budgetMS, m.layer, m.data
+	m := &wire.Msg{BudgetMS: 27000, Layer: o.Layer, Data: data}
+	v.Message.Bytes, v.Message.BudgetMS, v.Message.Layer, v.Message.Data = bytes.Join(m.Parts(), nil), m.BudgetMS, m.Layer, m.Data
 
 	var fb bytes.Buffer
-	writeFrame(&fb, frameReply, 7, v.Reply.Token)
-	v.Frame.Bytes, v.Frame.Type, v.Frame.StreamID, v.Frame.Body = fb.Bytes(), int(frameReply), 7, v.Reply.Token
+	wire.WriteFrame(&fb, wire.Reply, 7, v.Reply.Token)
+	v.Frame.Bytes, v.Frame.Type, v.Frame.StreamID, v.Frame.Body = fb.Bytes(), int(wire.Reply), 7, v.Reply.Token
 
 	req := payloadRequest{client: kps["client"].Raw}
 	rand.Read(req.nonce[:])

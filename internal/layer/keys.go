@@ -18,7 +18,7 @@ const MaxPublicKeySize = 4096
 // looked up once: the encryption key and the fingerprint.
 type PublicKey struct {
 	Raw  []byte            // binary transferable public key, as received
-	Ring *pgp.KeyRing      // for signature verification
+	Ring *pgp.KeyRing      // verifies signatures (a KeyPair's is its private ring)
 	Enc  *packet.PublicKey // the curve25519 encryption (sub)key
 	Fpr  [32]byte          // SHA-256 fingerprint of the primary key
 }
@@ -60,12 +60,17 @@ func NewKeyPair(k *pgp.Key) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: public key: %w", err)
 	}
-	pk, err := ParsePublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	kp := &KeyPair{PublicKey: *pk, Priv: ring}
+	// The entity is parsed already and its self-signatures were made (or
+	// checked when it was read): take the encryption subkey and the
+	// fingerprint from it, rather than serializing, re-parsing and
+	// re-verifying it with ParsePublicKey, which costs as much again as
+	// generating the key.
 	e := k.GetEntity()
+	enc := encryptionSubkey(e)
+	if enc == nil {
+		return nil, fmt.Errorf("%w: no curve25519 encryption subkey", ErrMalformed)
+	}
+	kp := &KeyPair{PublicKey: PublicKey{Raw: pub, Ring: ring, Enc: enc, Fpr: fingerprintOf(e.PrimaryKey)}, Priv: ring}
 	for _, sk := range e.Subkeys {
 		if sk.PrivateKey != nil && !sk.PrivateKey.Encrypted && isCurve25519Encryption(sk.PublicKey) {
 			kp.Dec = append(kp.Dec, sk.PrivateKey)
@@ -112,14 +117,7 @@ func ParsePublicKey(b []byte) (*PublicKey, error) {
 		return nil, fmt.Errorf("%w: %d keys where one was expected", ErrMalformed, len(el))
 	}
 	e := el[0]
-	var enc *packet.PublicKey
-	for _, sk := range e.Subkeys {
-		if sk.Sig != nil && sk.Sig.FlagsValid && (sk.Sig.FlagEncryptCommunications || sk.Sig.FlagEncryptStorage) &&
-			isCurve25519Encryption(sk.PublicKey) && len(sk.Revocations) == 0 {
-			enc = sk.PublicKey
-			break
-		}
-	}
+	enc := encryptionSubkey(e)
 	if enc == nil {
 		return nil, fmt.Errorf("%w: no curve25519 encryption subkey", ErrMalformed)
 	}
@@ -142,4 +140,16 @@ func fingerprintOf(pk *packet.PublicKey) [32]byte {
 	var f [32]byte
 	h.Sum(f[:0])
 	return f
+}
+
+// encryptionSubkey returns the entity's first unrevoked curve25519 subkey
+// whose binding signature allows encryption, or nil.
+func encryptionSubkey(e *openpgp.Entity) *packet.PublicKey {
+	for _, sk := range e.Subkeys {
+		if sk.Sig != nil && sk.Sig.FlagsValid && (sk.Sig.FlagEncryptCommunications || sk.Sig.FlagEncryptStorage) &&
+			isCurve25519Encryption(sk.PublicKey) && len(sk.Revocations) == 0 {
+			return sk.PublicKey
+		}
+	}
+	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -18,13 +17,15 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/fernet/fernet-go"
+
+	"github.com/ghostcomm/ghostcomm/internal/errs"
 )
 
 // Errors; package ghostcomm exports these same values.
 var (
-	ErrMalformed          = errors.New("ghostcomm: malformed input")
-	ErrUnsupportedVersion = errors.New("ghostcomm: unsupported version")
-	ErrAuth               = errors.New("ghostcomm: authentication failed")
+	ErrMalformed          = errs.ErrMalformed
+	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
+	ErrAuth               = errs.ErrAuth
 )
 
 // A sealed box is an OpenPGP v3 PKESK packet (ECDH cv25519, hidden recipient

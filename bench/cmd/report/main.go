@@ -1,0 +1,612 @@
+// Command report runs the benchmarks of the bench module and writes
+// docs/PERFORMANCE.md: the machine, the commands, the medians, the ratios to
+// the floor and to lightning-onion, and the performance targets with what was
+// measured. Every number in the report comes from the run; the raw benchmark
+// output is kept beside it (and embedded in the report).
+//
+// Run it from the bench directory:
+//
+//	cd bench && go run ./cmd/report [-count 5] [-benchtime 1s] [-bench .]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const modulePath = "github.com/ghostcomm/ghostcomm/bench"
+
+// perCoreBench selects the 1 MiB peel benchmarks that are run again with
+// GOMAXPROCS=1, so that "per core" means one core, GC included.
+const perCoreBench = `^BenchmarkPeel$/^(ghostcomm|floor)$/^1MiB$`
+
+type options struct {
+	count      int
+	benchtime  string
+	bench      string
+	perCore    bool
+	interleave bool
+	out        string
+	raw        string
+	timeout    string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.count, "count", 5, "runs of each benchmark (go test -count); medians are taken over them")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for each run")
+	flag.StringVar(&o.bench, "bench", ".", "go test -bench: which benchmarks to run")
+	flag.BoolVar(&o.interleave, "interleave", true, "run the whole suite -count times with go test -count 1 instead of once with -count N")
+	flag.BoolVar(&o.perCore, "percore", true, "also run the 1 MiB peel with -cpu 1 for the per-core throughput target")
+	flag.StringVar(&o.out, "out", filepath.Join("..", "docs", "PERFORMANCE.md"), "report to write")
+	flag.StringVar(&o.raw, "raw", "bench-results.txt", "file for the raw benchmark output")
+	flag.StringVar(&o.timeout, "timeout", "60m", "go test -timeout")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.count < 1 {
+		return errors.New("-count must be at least 1")
+	}
+	if err := checkModule(); err != nil {
+		return err
+	}
+	m, err := machineInfo()
+	if err != nil {
+		return err
+	}
+	raw, err := os.Create(o.raw)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+
+	// With -interleave (the default) each round runs every benchmark once
+	// (go test -count 1), and the rounds are repeated -count times: a burst
+	// of load from another process then spoils one sample of several
+	// benchmarks instead of all the samples of one, and the medians
+	// survive it.
+	perRun, rounds := o.count, 1
+	if o.interleave {
+		perRun, rounds = 1, o.count
+	}
+	passes := []pass{{
+		label: "all benchmarks",
+		args:  []string{"test", "-run", "^$", "-bench", o.bench, "-count", strconv.Itoa(perRun), "-benchtime", o.benchtime, "-timeout", o.timeout, "."},
+	}}
+	if o.perCore {
+		passes = append(passes, pass{
+			label:   "1 MiB peel on one core",
+			args:    []string{"test", "-run", "^$", "-bench", perCoreBench, "-cpu", "1", "-count", strconv.Itoa(perRun), "-benchtime", o.benchtime, "-timeout", o.timeout, "."},
+			perCore: true,
+		})
+	}
+	m.rounds = rounds
+	m.loadBefore = loadAvg()
+	started := time.Now()
+	for round := 1; round <= rounds; round++ {
+		for i := range passes {
+			p := &passes[i]
+			fmt.Fprintf(os.Stderr, "report: round %d of %d: go %s\n", round, rounds, strings.Join(p.args, " "))
+			fmt.Fprintf(raw, "# round %d of %d: go %s\n", round, rounds, strings.Join(p.args, " "))
+			out, err := runGo(p.args, io.MultiWriter(os.Stdout, raw))
+			if err != nil {
+				return fmt.Errorf("go %s: %w", strings.Join(p.args, " "), err)
+			}
+			p.output += out
+		}
+	}
+	for i := range passes {
+		p := &passes[i]
+		p.results = parse(p.output)
+		if len(p.results) == 0 {
+			return fmt.Errorf("go %s printed no benchmark result", strings.Join(p.args, " "))
+		}
+	}
+	m.loadAfter = loadAvg()
+	m.duration = time.Since(started)
+
+	res := passes[0].results
+	var perCore results
+	if o.perCore {
+		perCore = passes[1].results
+	}
+	doc := render(o, m, passes, res, perCore)
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report: wrote %s (raw output in %s)\n", o.out, o.raw)
+	return nil
+}
+
+// checkModule makes sure the command runs in the bench module's directory.
+func checkModule() error {
+	b, err := os.ReadFile("go.mod")
+	if err != nil || !bytes.Contains(b, []byte("module "+modulePath+"\n")) {
+		return errors.New("run this from the bench directory: cd bench && go run ./cmd/report")
+	}
+	return nil
+}
+
+type pass struct {
+	label   string
+	args    []string
+	perCore bool
+	output  string
+	results results
+}
+
+// runGo runs the go command, copying its output to w, and returns it.
+func runGo(args []string, w io.Writer) (string, error) {
+	cmd := exec.Command("go", args...)
+	var buf bytes.Buffer
+	cmd.Stdout = io.MultiWriter(w, &buf)
+	cmd.Stderr = io.MultiWriter(os.Stderr, &buf)
+	err := cmd.Run()
+	return buf.String(), err
+}
+
+type machine struct {
+	cpu, goVersion, goos, goarch, commit string
+	cores                                int
+	date                                 time.Time
+	loadBefore, loadAfter                string
+	rounds                               int
+	duration                             time.Duration
+}
+
+func machineInfo() (machine, error) {
+	m := machine{cpu: "unknown", cores: runtime.NumCPU(), date: time.Now().UTC()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			if ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	out, err := exec.Command("go", "env", "GOVERSION", "GOOS", "GOARCH").Output()
+	if err != nil {
+		return m, fmt.Errorf("go env: %w", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 3 {
+		return m, fmt.Errorf("go env printed %q", out)
+	}
+	m.goVersion, m.goos, m.goarch = f[0], f[1], f[2]
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		m.commit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "status", "--porcelain", "--", "..").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+			m.commit += " (with uncommitted changes)"
+		}
+	}
+	return m, nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// results maps a benchmark name (without the -GOMAXPROCS suffix) to its
+// samples per unit, in the order the runs printed them.
+type results map[string]map[string][]float64
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// parse reads go test -bench output lines:
+// "BenchmarkX/y-2  1000  1234 ns/op  5.6 MB/s  78 B/op  9 allocs/op  1.5 msg/s".
+func parse(out string) results {
+	r := results{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue
+		}
+		name := procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "Benchmark"), "")
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				break
+			}
+			if r[name] == nil {
+				r[name] = map[string][]float64{}
+			}
+			r[name][f[i+1]] = append(r[name][f[i+1]], v)
+		}
+	}
+	return r
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// get returns the median of a benchmark's unit, or NaN when it was not run.
+func (r results) get(name, unit string) float64 {
+	if r == nil {
+		return math.NaN()
+	}
+	return median(r[name][unit])
+}
+
+// spread is (max-min)/median of a benchmark's unit.
+func (r results) spread(name, unit string) float64 {
+	xs := r[name][unit]
+	if len(xs) < 2 {
+		return math.NaN()
+	}
+	return (slices.Max(xs) - slices.Min(xs)) / median(xs)
+}
+
+func fmtDur(ns float64) string {
+	switch {
+	case math.IsNaN(ns):
+		return "—"
+	case ns >= 1e9:
+		return fmt.Sprintf("%.2f s", ns/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	}
+	return fmt.Sprintf("%.0f ns", ns)
+}
+
+func fmtNum(v float64, prec int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "—"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func fmtRatio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func fmtPct(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
+}
+
+// mibps converts ns per op of size bytes to MiB/s.
+func mibps(size, ns float64) float64 { return size / (1 << 20) / (ns / 1e9) }
+
+// target is one performance goal of issue 4.
+type target struct {
+	what, goal, measured string
+	met                  bool
+	known                bool
+}
+
+func verdict(t target) string {
+	switch {
+	case !t.known:
+		return "not measured"
+	case t.met:
+		return "**met**"
+	}
+	return "**not met**"
+}
+
+func known(vs ...float64) bool {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func targets(r, perCore results) []target {
+	var ts []target
+	ns := func(name string) float64 { return r.get(name, "ns/op") }
+
+	gp, fp := ns("Peel/ghostcomm/1KiB"), ns("Peel/floor/1KiB")
+	ts = append(ts, target{
+		what: "peel one layer, 1 KiB: ghostcomm ÷ floor", goal: "≤ 1.25×",
+		measured: fmt.Sprintf("%s (%s vs %s)", fmtRatio(gp/fp), fmtDur(gp), fmtDur(fp)),
+		met:      gp/fp <= 1.25, known: known(gp, fp),
+	})
+	gh, fh, sh := ns("Hop/ghostcomm/1KiB"), ns("Hop/floor/1KiB"), ns("Hop/sphinx")
+	ts = append(ts, target{
+		what: "whole hop, 1 KiB: ghostcomm ÷ floor", goal: "≤ 1.3×",
+		measured: fmt.Sprintf("%s (%s vs %s)", fmtRatio(gh/fh), fmtDur(gh), fmtDur(fh)),
+		met:      gh/fh <= 1.3, known: known(gh, fh),
+	})
+	ts = append(ts, target{
+		what: "whole hop, 1 KiB: lightning-onion ProcessOnionPacket ÷ ghostcomm", goal: "≥ 2×",
+		measured: fmt.Sprintf("%s (%s vs %s); lightning-onion ÷ floor: %s", fmtRatio(sh/gh), fmtDur(sh), fmtDur(gh), fmtRatio(sh/fh)),
+		met:      sh/gh >= 2, known: known(sh, gh),
+	})
+	gb, fb, sb := ns("Build/ghostcomm/hops=5/1KiB"), ns("Build/floor/hops=5/1KiB"), ns("Build/sphinx/hops=5")
+	ts = append(ts, target{
+		what: "build 5 hops, 1 KiB: ghostcomm ÷ floor", goal: "≤ 1.2×",
+		measured: fmt.Sprintf("%s (%s vs %s)", fmtRatio(gb/fb), fmtDur(gb), fmtDur(fb)),
+		met:      gb/fb <= 1.2, known: known(gb, fb),
+	})
+	ts = append(ts, target{
+		what: "build 5 hops, 1 KiB: lightning-onion NewOnionPacket ÷ ghostcomm", goal: "≥ 2.5×",
+		measured: fmt.Sprintf("%s (%s vs %s); lightning-onion ÷ floor: %s", fmtRatio(sb/gb), fmtDur(sb), fmtDur(gb), fmtRatio(sb/fb)),
+		met:      sb/gb >= 2.5, known: known(sb, gb),
+	})
+	bl := r.get("Build/ghostcomm/hops=5/1KiB", "B/layer")
+	ts = append(ts, target{
+		what: "bytes added per layer (onion of n+1 hops − n hops)", goal: "≤ 160 B",
+		measured: fmtNum(bl, 0) + " B", met: bl <= 160, known: known(bl),
+	})
+	pc := perCore.get("Peel/ghostcomm/1MiB", "ns/op")
+	where := "one core (-cpu 1)"
+	if math.IsNaN(pc) {
+		pc = ns("Peel/ghostcomm/1MiB")
+		where = fmt.Sprintf("GOMAXPROCS=%d: the -cpu 1 pass was not run", runtime.NumCPU())
+	}
+	tp := mibps(1<<20, pc)
+	ts = append(ts, target{
+		what: "peel 1 MiB, throughput per core", goal: "≥ 400 MiB/s",
+		measured: fmt.Sprintf("%s MiB/s (%s per peel, %s)", fmtNum(tp, 0), fmtDur(pc), where),
+		met:      tp >= 400, known: known(tp),
+	})
+	nw, cb := r.get("Network/senders=64/network", "msg/s"), r.get("Network/senders=64/crypto-only", "msg/s")
+	p99 := r.get("Network/senders=64/network", "p99-ms")
+	ts = append(ts, target{
+		what: "in-process network, 3 hops, 64 senders, 1 KiB: throughput ÷ crypto-only bound", goal: "≥ 70%",
+		measured: fmt.Sprintf("%s (%s msg/s vs %s msg/s); p99 %s ms", fmtPct(nw/cb), fmtNum(nw, 0), fmtNum(cb, 0), fmtNum(p99, 1)),
+		met:      nw/cb >= 0.7, known: known(nw, cb),
+	})
+	lc := ns("LockCycle/nodes=8/newcycle-signed")
+	ts = append(ts, target{
+		what: "new lock-cycle of 8 nodes (keys, NodeInfo list, one signed payload; no Tor)", goal: "≤ 2 ms",
+		measured: fmt.Sprintf("%s (without the signed payload: %s; 8 keys one after the other: %s)",
+			fmtDur(lc), fmtDur(ns("LockCycle/nodes=8/newcycle")), fmtDur(ns("LockCycle/nodes=8/keys-sequential"))),
+		met: lc <= 2e6, known: known(lc),
+	})
+	return ts
+}
+
+func render(o options, m machine, passes []pass, r, perCore results) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+
+	w("# Performance\n\n")
+	w("Generated by `cd bench && go run ./cmd/report` on %s. Do not edit by hand: every number below comes from that run; rerun the command to refresh it.\n\n", m.date.Format("2006-01-02 15:04 MST"))
+	w("Issue 4 asks ghostcomm to stay close to the cryptographic floor of what it does and ahead of lightning-onion (Sphinx, as used by lnd), measured side by side on the same machine in the same run. The benchmarks are in [`bench/`](../bench) (their own Go module, so the library does not depend on lightning-onion).\n\n")
+
+	w("## Machine\n\n")
+	w("| | |\n|---|---|\n")
+	w("| CPU | %s |\n", m.cpu)
+	w("| cores | %d |\n", m.cores)
+	w("| Go | %s %s/%s |\n", m.goVersion, m.goos, m.goarch)
+	w("| date | %s |\n", m.date.Format(time.RFC3339))
+	if m.commit != "" {
+		w("| commit | %s |\n", m.commit)
+	}
+	w("| load average (1, 5, 15 min) before / after | %s / %s |\n", m.loadBefore, m.loadAfter)
+	w("| duration of the run | %s |\n\n", m.duration.Round(time.Second))
+	w("A load average above the number of cores means other processes competed for the CPU during the run: absolute times are then inflated, ratios between benchmarks of the same run much less so. Medians are over %d runs of each benchmark; the spread column of the full table shows how much the runs disagreed.\n\n", o.count)
+
+	w("## Command\n\n")
+	if m.rounds > 1 {
+		w("%d rounds, each of:\n\n", m.rounds)
+	}
+	w("```\ncd bench\n")
+	for _, p := range passes {
+		w("go %s\n", strings.Join(p.args, " "))
+	}
+	w("```\n\nRaw output: `bench/%s` (not committed; also embedded at the end of this file).\n\n", filepath.Base(o.raw))
+
+	w("## Targets\n\n")
+	w("| target | goal | measured (medians) | verdict |\n|---|---|---|---|\n")
+	for _, t := range targets(r, perCore) {
+		w("| %s | %s | %s | %s |\n", t.what, t.goal, t.measured, verdict(t))
+	}
+	w("\n")
+
+	w("For the two lightning-onion targets the ratio of lightning-onion to the floor is shown too: it is the most any implementation of the same design (the same public-key operations per message) could reach on this machine.\n\n")
+	w("## Side by side\n\n")
+	w("Median time per operation. *floor* is the same work on raw primitives (X25519, SHA-256 KDF, AES-128-CBC + HMAC-SHA256 on raw bytes, the same number of public-key operations and the same plaintext bytes); *lightning-onion* is Sphinx packet construction (`NewOnionPacket`) and processing of one hop (`Router.ProcessOnionPacket`). A Sphinx packet has a fixed size and carries no data, so it is compared on the 1 KiB rows only.\n\n")
+	w("| operation | ghostcomm | floor | ghostcomm ÷ floor | lightning-onion | lightning-onion ÷ ghostcomm | ghostcomm MiB/s | ghostcomm allocs/op | floor allocs/op |\n")
+	w("|---|---|---|---|---|---|---|---|---|\n")
+	type row struct{ label, ghost, floor, sphinx string }
+	var rows []row
+	for _, n := range []int{3, 5} {
+		for _, s := range []string{"1KiB", "64KiB", "1MiB"} {
+			sp := ""
+			if s == "1KiB" {
+				sp = fmt.Sprintf("Build/sphinx/hops=%d", n)
+			}
+			rows = append(rows, row{fmt.Sprintf("build %d hops, %s", n, s), fmt.Sprintf("Build/ghostcomm/hops=%d/%s", n, s), fmt.Sprintf("Build/floor/hops=%d/%s", n, s), sp})
+		}
+	}
+	for _, s := range []string{"1KiB", "64KiB", "1MiB"} {
+		rows = append(rows, row{"peel one layer, " + s, "Peel/ghostcomm/" + s, "Peel/floor/" + s, ""})
+	}
+	for _, s := range []string{"1KiB", "64KiB", "1MiB"} {
+		sp := ""
+		if s == "1KiB" {
+			sp = "Hop/sphinx"
+		}
+		rows = append(rows, row{"whole hop, " + s, "Hop/ghostcomm/" + s, "Hop/floor/" + s, sp})
+	}
+	sizeOf := map[string]float64{"1KiB": 1 << 10, "64KiB": 64 << 10, "1MiB": 1 << 20}
+	for _, rw := range rows {
+		g, f := r.get(rw.ghost, "ns/op"), r.get(rw.floor, "ns/op")
+		s := math.NaN()
+		if rw.sphinx != "" {
+			s = r.get(rw.sphinx, "ns/op")
+		}
+		size := sizeOf[rw.ghost[strings.LastIndex(rw.ghost, "/")+1:]]
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.label, fmtDur(g), fmtDur(f), fmtRatio(g/f),
+			fmtDur(s), fmtRatio(s/g), fmtNum(mibps(size, g), 1), fmtNum(r.get(rw.ghost, "allocs/op"), 0), fmtNum(r.get(rw.floor, "allocs/op"), 0))
+	}
+	w("\n")
+
+	w("### Onion size\n\n")
+	w("| route | ghostcomm onion (client's mean padding) | floor onion | lightning-onion packet | bytes one more hop adds: ghostcomm / floor (natural) / lightning-onion |\n|---|---|---|---|---|\n")
+	for _, n := range []int{3, 5} {
+		g, f, s := fmt.Sprintf("Build/ghostcomm/hops=%d/1KiB", n), fmt.Sprintf("Build/floor/hops=%d/1KiB", n), fmt.Sprintf("Build/sphinx/hops=%d", n)
+		w("| %d hops | %s B | %s B | %s B | %s / %s / %s |\n", n, fmtNum(r.get(g, "onion-B"), 0), fmtNum(r.get(f, "onion-B"), 0), fmtNum(r.get(s, "onion-B"), 0),
+			fmtNum(r.get(g, "B/layer"), 0), fmtNum(r.get(f, "B/layer"), 0), fmtNum(r.get(s, "B/layer"), 0))
+	}
+	w("\nThe floor onion is padded so that each of its layers encrypts exactly as many bytes as ghostcomm's (for a fair timing); its *natural* per-layer size, without that fill, is the one in the last column. A Sphinx packet has a fixed size whatever the route (up to its hop limit), so it adds nothing per hop.\n\n")
+
+	w("### In-process network (fake Tor, Primary with 3 identity nodes, one Client, 1 KiB messages)\n\n")
+	w("| senders | network msg/s | crypto-only bound msg/s | network ÷ bound | p50 round trip | p99 round trip |\n|---|---|---|---|---|---|\n")
+	for _, s := range []int{1, 64} {
+		n, c := fmt.Sprintf("Network/senders=%d/network", s), fmt.Sprintf("Network/senders=%d/crypto-only", s)
+		nv, cv := r.get(n, "msg/s"), r.get(c, "msg/s")
+		w("| %d | %s | %s | %s | %s ms | %s ms |\n", s, fmtNum(nv, 0), fmtNum(cv, 0), fmtPct(nv/cv), fmtNum(r.get(n, "p50-ms"), 2), fmtNum(r.get(n, "p99-ms"), 2))
+	}
+	w("\nThe crypto-only bound does, in process and with the same concurrency, all the cryptography one message costs: the client's build and data seal, each hop's peel, data open and seal for the next hop, the last hop's reply seal and the client's reply open.\n\n")
+
+	w("### Lock-cycle of 8 nodes (keys, not Tor)\n\n")
+	w("| variant | time |\n|---|---|\n")
+	for _, v := range [][2]string{
+		{"8 × layer.GenerateKeyPair, one after the other", "LockCycle/nodes=8/keys-sequential"},
+		{"as Primary.newCycle does it: one goroutine per node, then the NodeInfo list and its encoding", "LockCycle/nodes=8/newcycle"},
+		{"newcycle + one payload marshalled and signed by the Primary (Primary.answer)", "LockCycle/nodes=8/newcycle-signed"},
+	} {
+		w("| %s | %s |\n", v[0], fmtDur(r.get(v[1], "ns/op")))
+	}
+	w("\n")
+
+	w("### Parts\n\n")
+	w("What the operations above are made of (median time per call).\n\n| part | time | allocs/op |\n|---|---|---|\n")
+	for _, v := range [][2]string{
+		{"X25519 (circl, what go-crypto calls)", "Parts/x25519-circl"},
+		{"X25519 key generation (circl)", "Parts/x25519-keygen-circl"},
+		{"X25519 (crypto/ecdh)", "Parts/x25519-crypto-ecdh"},
+		{"X25519 key generation (crypto/ecdh)", "Parts/x25519-keygen-crypto-ecdh"},
+		{"PKESK seal (go-crypto SerializeEncryptedKeyWithHiddenOption)", "Parts/pkesk-seal"},
+		{"PKESK open (packet.Read + EncryptedKey.Decrypt)", "Parts/pkesk-open"},
+		{"Fernet seal, 1 KiB (layer.FernetSeal)", "Parts/fernet-seal/1KiB"},
+		{"Fernet open, 1 KiB (layer.FernetOpen)", "Parts/fernet-open/1KiB"},
+		{"Fernet seal, 1 MiB", "Parts/fernet-seal/1MiB"},
+		{"Fernet open, 1 MiB", "Parts/fernet-open/1MiB"},
+		{"layer.GenerateKeyPair", "Parts/keypair"},
+		{"layer.ParsePublicKey", "Parts/parse-public-key"},
+		{"onionaddr.Parse (with the ed25519 point check; a client's parsePayload does one per node)", "Parts/onionaddr-parse"},
+		{"onionaddr.Decode (marshalNodes does one per node, once per cycle)", "Parts/onionaddr-decode"},
+	} {
+		w("| %s | %s | %s |\n", v[0], fmtDur(r.get(v[1], "ns/op")), fmtNum(r.get(v[1], "allocs/op"), 0))
+	}
+	w("\n")
+
+	w("## All benchmarks\n\nMedians; spread is (max − min) ÷ median of the ns/op samples.\n\n")
+	w("| benchmark | ns/op | spread | MB/s | B/op | allocs/op | other |\n|---|---|---|---|---|---|---|\n")
+	for pi, p := range passes {
+		names := make([]string, 0, len(p.results))
+		for n := range p.results {
+			names = append(names, n)
+		}
+		slices.SortFunc(names, func(a, b string) int { return strings.Compare(orderKey(p.output, a), orderKey(p.output, b)) })
+		for _, n := range names {
+			label := n
+			if pi > 0 && p.perCore {
+				label += " (-cpu 1)"
+			}
+			var other []string
+			units := make([]string, 0)
+			for u := range p.results[n] {
+				switch u {
+				case "ns/op", "MB/s", "B/op", "allocs/op":
+				default:
+					units = append(units, u)
+				}
+			}
+			slices.Sort(units)
+			for _, u := range units {
+				other = append(other, fmt.Sprintf("%s %s", fmtNum(p.results.get(n, u), 2), u))
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s |\n", label, fmtNum(p.results.get(n, "ns/op"), 0), fmtPct(p.results.spread(n, "ns/op")),
+				fmtNum(p.results.get(n, "MB/s"), 2), fmtNum(p.results.get(n, "B/op"), 0), fmtNum(p.results.get(n, "allocs/op"), 0), strings.Join(other, ", "))
+		}
+	}
+	w("\n")
+
+	w("## What is measured\n\n")
+	w("- **build** (`BenchmarkBuild`): what `Client.sendVia` does to a message before sending it: `layer.Build` over the route (with the mean of the padding the client draws for that route length) plus the data box `layer.Seal` for hop 1. Floor: the same nested layers and data box with raw primitives. lightning-onion: `NewOnionPacket` with a fresh session key, `DeterministicPacketFiller` and 32 bytes of associated data, as lnd sends.\n")
+	w("- **peel one layer** (`BenchmarkPeel`): `layer.Peel` of hop 1's onion layer and `layer.Open` of its data box, as `node.handle` and `node.relay` do.\n")
+	w("- **whole hop** (`BenchmarkHop`): parse the message body, peel, check the cycle and the replay set, open the data, identity processing, seal the data for the next hop with a fresh key, and write the message frame (frame header, message header, layer, data) as one gathered write to `io.Discard`. lightning-onion: `Router.ProcessOnionPacket` with its in-memory replay log, set up as in its own `BenchmarkProcessPacket`.\n")
+	w("- **floor**: X25519 from circl (the implementation go-crypto uses for curve25519 keys; crypto/ecdh is in the parts table), sealing = ephemeral key generation + one X25519, opening = one X25519; one SHA-256 KDF over the same input length as RFC 6637's; Fernet's AES-128-CBC + HMAC-SHA256 (encrypt-then-MAC over version, timestamp, IV and ciphertext) on raw bytes; no OpenPGP packets, no key wrap, no base64. Each floor layer's plaintext is filled to the length of ghostcomm's, so both encrypt and MAC the same bytes (checked by `TestFloorPlaintextSizesMatch`).\n")
+	w("- **network** (`BenchmarkNetwork`): `Client.Send` of 1 KiB through a Primary with 3 identity nodes on `torctl/tortest`, with 1 and 64 goroutines sharing one Client; latency is the wall time of each `Send`.\n")
+	w("- **lock-cycle** (`BenchmarkLockCycle`): key generation, the NodeInfo list and its encoding (mirroring `marshalNodes`) as `Primary.newCycle` does them, and one payload marshalled (mirroring `payload.marshal`) and signed with the Primary's key (mirroring `signPayload`) as `Primary.answer` does per request; no listeners, no onion services.\n\n")
+
+	w("<details><summary>Raw benchmark output</summary>\n\n```\n")
+	for _, p := range passes {
+		w("# go %s (all rounds)\n", strings.Join(p.args, " "))
+		seen := map[string]bool{}
+		for _, line := range strings.Split(p.output, "\n") {
+			switch {
+			case strings.HasPrefix(line, "Benchmark"):
+				w("%s\n", line)
+			case strings.HasPrefix(line, "goos:") || strings.HasPrefix(line, "goarch:") ||
+				strings.HasPrefix(line, "cpu:") || strings.HasPrefix(line, "pkg:"):
+				if !seen[line] {
+					seen[line] = true
+					w("%s\n", line)
+				}
+			}
+		}
+	}
+	w("```\n\n</details>\n")
+	return b.String()
+}
+
+// orderKey sorts benchmarks in the order the run first printed them.
+func orderKey(out, name string) string {
+	i := strings.Index(out, "Benchmark"+name+"-")
+	if i < 0 {
+		i = strings.Index(out, "Benchmark"+name+" ")
+	}
+	if i < 0 {
+		i = len(out)
+	}
+	return fmt.Sprintf("%012d", i)
+}

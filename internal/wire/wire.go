@@ -1,0 +1,227 @@
+// Package wire is ghostcomm's framing: the frames every stream carries, the
+// message a hop receives, and the codes of rejections and failure reports.
+// The byte layouts are in docs/PROTOCOL.md ("Frame", "Message", "Reply",
+// "Reject").
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/ghostcomm/ghostcomm/internal/errs"
+)
+
+// Frame layout:
+//
+//	offset size
+//	0      1    version, Version
+//	1      1    type
+//	2      4    stream id, big endian: matches an answer to its request
+//	6      4    body length n, big endian; n <= the receiver's limit
+//	10     n    body
+const (
+	Version    = 1
+	HeaderSize = 10
+
+	// Chunk is how much of a body is allocated before that much has
+	// actually arrived: a peer that announces a large body and sends
+	// nothing costs at most this.
+	Chunk = 64 << 10
+)
+
+// Type is a frame's type.
+type Type uint8
+
+// Frame types.
+const (
+	PayloadRequest  Type = 1 // client -> primary
+	PayloadResponse Type = 2 // primary -> client
+	Message         Type = 3 // to a hop
+	Reply           Type = 4 // from a hop: an opaque Fernet token
+	Reject          Type = 5 // from a hop that could not open its layer
+)
+
+func (t Type) String() string {
+	switch t {
+	case PayloadRequest:
+		return "payload-request"
+	case PayloadResponse:
+		return "payload-response"
+	case Message:
+		return "message"
+	case Reply:
+		return "reply"
+	case Reject:
+		return "reject"
+	}
+	return fmt.Sprintf("frame-type-%d", uint8(t))
+}
+
+// Header is a frame's header.
+type Header struct {
+	Type Type
+	ID   uint32
+	Len  uint32
+}
+
+// Append appends the encoded header to b.
+func (h Header) Append(b []byte) []byte {
+	b = append(b, Version, byte(h.Type))
+	b = binary.BigEndian.AppendUint32(b, h.ID)
+	return binary.BigEndian.AppendUint32(b, h.Len)
+}
+
+// ParseHeader decodes a header, checking the version and that the body
+// length is at most max.
+func ParseHeader(b []byte, max int) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, fmt.Errorf("%w: short frame header", errs.ErrMalformed)
+	}
+	if b[0] != Version {
+		return Header{}, fmt.Errorf("%w: frame version %d", errs.ErrUnsupportedVersion, b[0])
+	}
+	h := Header{
+		Type: Type(b[1]),
+		ID:   binary.BigEndian.Uint32(b[2:6]),
+		Len:  binary.BigEndian.Uint32(b[6:10]),
+	}
+	if uint64(h.Len) > uint64(max) {
+		return h, fmt.Errorf("%w: %d bytes announced, limit %d", errs.ErrFrameTooLarge, h.Len, max)
+	}
+	return h, nil
+}
+
+// ReadFrame reads one frame. The announced length is checked against max
+// before anything is allocated; the body is then allocated as it arrives, in
+// chunks that double from Chunk, never more than announced. io.EOF is
+// returned only at a clean frame boundary; a frame cut short is ErrMalformed.
+func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
+	var hb [HeaderSize]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: truncated frame header", errs.ErrMalformed)
+		}
+		return Header{}, nil, err
+	}
+	h, err := ParseHeader(hb[:], max)
+	if err != nil {
+		return h, nil, err
+	}
+	n := int(h.Len)
+	body := make([]byte, 0, min(n, Chunk))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			grown := make([]byte, len(body), min(n, 2*cap(body)))
+			copy(grown, body)
+			body = grown
+		}
+		m, err := io.ReadFull(r, body[len(body):cap(body)])
+		body = body[:len(body)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: truncated frame body", errs.ErrMalformed)
+			}
+			return h, nil, err
+		}
+	}
+	return h, body, nil
+}
+
+// WriteFrame writes one frame, header and parts, with a single gathered
+// write.
+func WriteFrame(w io.Writer, typ Type, id uint32, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if uint64(n) > 1<<32-1 {
+		return fmt.Errorf("%w: %d bytes", errs.ErrFrameTooLarge, n)
+	}
+	hdr := Header{Type: typ, ID: id, Len: uint32(n)}.Append(make([]byte, 0, HeaderSize))
+	bufs := make(net.Buffers, 0, 1+len(parts))
+	bufs = append(bufs, hdr)
+	for _, p := range parts {
+		if len(p) > 0 {
+			bufs = append(bufs, p)
+		}
+	}
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// Msg is the body of a Message frame:
+//
+//	offset size
+//	0      4    budget: milliseconds the sender will wait for the answer
+//	4      4    r = length of the onion layer
+//	8      r    onion layer for this hop
+//	8+r    ...  data box for this hop (a sealed box), to the end
+type Msg struct {
+	BudgetMS uint32
+	Layer    []byte
+	Data     []byte
+}
+
+// Parts returns the body's parts, ready for WriteFrame.
+func (m *Msg) Parts() [][]byte {
+	var h [8]byte
+	binary.BigEndian.PutUint32(h[0:4], m.BudgetMS)
+	binary.BigEndian.PutUint32(h[4:8], uint32(len(m.Layer)))
+	return [][]byte{h[:], m.Layer, m.Data}
+}
+
+// ParseMsg parses a Message frame's body. Layer and Data alias b.
+func ParseMsg(b []byte) (*Msg, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("%w: short message", errs.ErrMalformed)
+	}
+	m := &Msg{BudgetMS: binary.BigEndian.Uint32(b[0:4])}
+	r := binary.BigEndian.Uint32(b[4:8])
+	if uint64(r) > uint64(len(b)-8) {
+		return nil, fmt.Errorf("%w: layer length %d exceeds message", errs.ErrMalformed, r)
+	}
+	m.Layer = b[8 : 8+r]
+	m.Data = b[8+r:]
+	if len(m.Layer) == 0 || len(m.Data) == 0 {
+		return nil, fmt.Errorf("%w: message without layer or data", errs.ErrMalformed)
+	}
+	return m, nil
+}
+
+// RejectCode is the one-byte body of a Reject frame. A hop sends a Reject
+// only when it could not open its own layer, or refuses it before use; after
+// that, every failure travels back as a Reply the client alone can read.
+type RejectCode uint8
+
+// Reject codes.
+const (
+	RejectMalformed RejectCode = 1
+	RejectAuth      RejectCode = 2
+	RejectReplay    RejectCode = 3
+	RejectStale     RejectCode = 4
+	RejectBusy      RejectCode = 5
+	RejectTooLarge  RejectCode = 6
+	RejectVersion   RejectCode = 7
+	RejectClosed    RejectCode = 8
+	RejectType      RejectCode = 9
+)
+
+// ReportCode is the first byte of a hop's failure report: a Fernet token
+// under its layer key's error key, whose plaintext is the code and a detail
+// byte (the next hop's RejectCode for ReportNextRejected, else 0).
+type ReportCode uint8
+
+// Report codes.
+const (
+	ReportNextNotFound   ReportCode = 1 // the next hop's onion was not found
+	ReportNextUnreached  ReportCode = 2 // the next hop could not be reached
+	ReportNextTimeout    ReportCode = 3 // the next hop did not answer in time
+	ReportNextRejected   ReportCode = 4 // the next hop rejected the message
+	ReportBadData        ReportCode = 5 // the data box did not open
+	ReportProcessing     ReportCode = 6 // the processor failed
+	ReportBadRoute       ReportCode = 7 // the next hop index is unknown
+	ReportNextBrokeReply ReportCode = 8 // the next hop's answer was not a valid frame
+)

@@ -1,0 +1,109 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/ghostcomm/ghostcomm/internal/errs"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, Reply, 42, []byte("ab"), nil, []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{Version, byte(Reply), 0, 0, 0, 42, 0, 0, 0, 3, 'a', 'b', 'c'}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("frame %x, want %x", buf.Bytes(), want)
+	}
+	h, body, err := ReadFrame(&buf, 3)
+	if err != nil || h != (Header{Type: Reply, ID: 42, Len: 3}) || string(body) != "abc" {
+		t.Fatalf("read back %+v %q %v", h, body, err)
+	}
+	if _, _, err := ReadFrame(&buf, 3); err != io.EOF {
+		t.Fatalf("at a frame boundary: %v, want io.EOF", err)
+	}
+}
+
+func TestReadFrameErrors(t *testing.T) {
+	full := Header{Type: Message, ID: 1, Len: 4}.Append(nil)
+	full = append(full, 1, 2, 3, 4)
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		max  int
+		want error
+	}{
+		{"short header", full[:5], 10, errs.ErrMalformed},
+		{"short body", full[:12], 10, errs.ErrMalformed},
+		{"version", append([]byte{2}, full[1:]...), 10, errs.ErrUnsupportedVersion},
+		{"too large", full, 3, errs.ErrFrameTooLarge},
+	} {
+		if _, _, err := ReadFrame(bytes.NewReader(tc.in), tc.max); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestParseMsg(t *testing.T) {
+	m := &Msg{BudgetMS: 9, Layer: []byte("L"), Data: []byte("DD")}
+	b := bytes.Join(m.Parts(), nil)
+	got, err := ParseMsg(b)
+	if err != nil || got.BudgetMS != 9 || string(got.Layer) != "L" || string(got.Data) != "DD" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range [][]byte{b[:7], b[:9], {0, 0, 0, 0, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1}} {
+		if _, err := ParseMsg(bad); !errors.Is(err, errs.ErrMalformed) {
+			t.Errorf("%x: %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, Message, 7, []byte("body"))
+	f.Add(buf.Bytes())
+	f.Add(Header{Type: Reply, ID: 1, Len: 1 << 30}.Append(nil))
+	f.Add([]byte{Version})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const max = 1 << 16
+		h, body, err := ReadFrame(bytes.NewReader(b), max)
+		if err != nil {
+			if !errors.Is(err, errs.ErrMalformed) && !errors.Is(err, errs.ErrUnsupportedVersion) &&
+				!errors.Is(err, errs.ErrFrameTooLarge) && !errors.Is(err, io.EOF) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if int(h.Len) != len(body) || len(body) > max {
+			t.Fatalf("header says %d bytes, body has %d", h.Len, len(body))
+		}
+		var out bytes.Buffer
+		if err := WriteFrame(&out, h.Type, h.ID, body); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), b[:HeaderSize+len(body)]) {
+			t.Fatal("frame does not round-trip")
+		}
+	})
+}
+
+func FuzzParseMsg(f *testing.F) {
+	m := &Msg{BudgetMS: 1000, Layer: []byte("layer"), Data: []byte("data")}
+	f.Add(bytes.Join(m.Parts(), nil))
+	f.Add([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseMsg(b)
+		if err != nil {
+			if !errors.Is(err, errs.ErrMalformed) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(bytes.Join(m.Parts(), nil), b) {
+			t.Fatal("message does not round-trip")
+		}
+	})
+}
