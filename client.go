@@ -302,9 +302,10 @@ func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
 		return nil, err
 	}
 	res, err := c.sendVia(ctx, cy, data)
-	if errors.Is(err, ErrStaleCycle) || errors.Is(err, ErrOnionNotFound) {
-		// The cycle was replaced or ended under us: forget it, so that the
-		// next Send fetches a new one.
+	if errors.Is(err, ErrStaleCycle) || errors.Is(err, ErrHopUnreachable) {
+		// The cycle may have been replaced or ended under us (a Primary
+		// that restarted, a clock that drifted): forget it, so that the
+		// next Send fetches the current one.
 		c.mu.Lock()
 		if c.cycle == cy {
 			c.cycle = nil

@@ -462,3 +462,27 @@ func TestNodeCreationRetried(t *testing.T) {
 		}
 	}
 }
+
+func TestClientRefetchesAfterUnreachableHop(t *testing.T) {
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := tn.client.Send(ctx, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := res.Cycle
+	if err := tn.primary.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The old cycle's second node vanishes early (say, its host went
+	// down): the client's cached payload still names it.
+	tn.net.Partition(res.Route[1].Onion.ServiceID)
+	if _, err := tn.client.Send(ctx, []byte("b")); !errors.Is(err, ghostcomm.ErrHopUnreachable) {
+		t.Fatalf("got %v, want ErrHopUnreachable", err)
+	}
+	res, err = tn.client.Send(ctx, []byte("c"))
+	if err != nil || res.Cycle == old {
+		t.Fatalf("the client did not move to the new cycle: %v", err)
+	}
+}
