@@ -478,6 +478,7 @@ func TestClientRefetchesAfterUnreachableHop(t *testing.T) {
 	// The old cycle's second node vanishes early (say, its host went
 	// down): the client's cached payload still names it.
 	tn.net.Partition(res.Route[1].Onion.ServiceID)
+	tn.net.Sever(res.Route[1].Onion.ServiceID) // and the stream hop 1 keeps open to it
 	if _, err := tn.client.Send(ctx, []byte("b")); !errors.Is(err, ghostcomm.ErrHopUnreachable) {
 		t.Fatalf("got %v, want ErrHopUnreachable", err)
 	}
