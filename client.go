@@ -131,13 +131,7 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 		c.Rand = rand.Reader
 	}
 	c.Logger = loggerOr(c.Logger)
-	var keys *layer.KeyPair
-	var err error
-	if c.Key != nil {
-		keys, err = layer.NewKeyPair(c.Key)
-	} else {
-		keys, err = layer.GenerateKeyPair("ghostcomm client")
-	}
+	keys, err := keyPairOr(c.Key, "ghostcomm client")
 	if err != nil {
 		return nil, err
 	}
@@ -165,13 +159,10 @@ func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	defer cancel()
 	c.fetchMu.Lock()
 	defer c.fetchMu.Unlock()
-	cy, err := c.fetch(ctx)
+	cy, err := c.fetchAndCache(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.cycle = cy
-	c.mu.Unlock()
 	return cy.clone(), nil
 }
 
@@ -261,21 +252,30 @@ func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) 
 // currentCycle returns the cached cycle, fetching a new one when there is
 // none or it ends within RefreshBefore.
 func (c *Client) currentCycle(ctx context.Context) (*Cycle, error) {
-	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	cy := c.cycle
-	c.mu.Unlock()
-	if cy != nil && cy.ValidAt(now) && now.Add(c.cfg.RefreshBefore).Before(cy.NotAfter) {
+	if cy := c.cached(); cy != nil {
 		return cy, nil
 	}
 	c.fetchMu.Lock()
 	defer c.fetchMu.Unlock()
-	c.mu.Lock()
-	cy = c.cycle
-	c.mu.Unlock()
-	if cy != nil && cy.ValidAt(now) && now.Add(c.cfg.RefreshBefore).Before(cy.NotAfter) {
-		return cy, nil // another goroutine fetched it
+	if cy := c.cached(); cy != nil {
+		return cy, nil // another goroutine fetched it meanwhile
 	}
+	return c.fetchAndCache(ctx)
+}
+
+// cached returns the cached cycle if it is still good for a new message.
+func (c *Client) cached() *Cycle {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cy := c.cycle; cy != nil && cy.ValidAt(now) && now.Add(c.cfg.RefreshBefore).Before(cy.NotAfter) {
+		return cy
+	}
+	return nil
+}
+
+// fetchAndCache fetches a payload and caches its cycle. c.fetchMu is held.
+func (c *Client) fetchAndCache(ctx context.Context) (*Cycle, error) {
 	cy, err := c.fetch(ctx)
 	if err != nil {
 		return nil, err

@@ -199,12 +199,7 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	if err != nil {
 		return nil, err
 	}
-	var keys *layer.KeyPair
-	if c.Key != nil {
-		keys, err = layer.NewKeyPair(c.Key)
-	} else {
-		keys, err = layer.GenerateKeyPair("ghostcomm node")
-	}
+	keys, err := keyPairOr(c.Key, "ghostcomm node")
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +287,14 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errRemove, errSrv)
 	})
 	return n.closeErr
+}
+
+// keyPairOr wraps k, or generates a fresh key pair named name if k is nil.
+func keyPairOr(k *pgp.Key, name string) (*layer.KeyPair, error) {
+	if k != nil {
+		return layer.NewKeyPair(k)
+	}
+	return layer.GenerateKeyPair(name)
 }
 
 func (n *Node) reject(code wire.RejectCode) (wire.Type, [][]byte) {

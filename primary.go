@@ -172,12 +172,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	if err != nil {
 		return nil, err
 	}
-	var keys *layer.KeyPair
-	if c.Key != nil {
-		keys, err = layer.NewKeyPair(c.Key)
-	} else {
-		keys, err = layer.GenerateKeyPair("ghostcomm primary")
-	}
+	keys, err := keyPairOr(c.Key, "ghostcomm primary")
 	if err != nil {
 		return nil, err
 	}
