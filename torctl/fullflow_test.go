@@ -11,6 +11,7 @@ import (
 
 	"github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/torctl"
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
 // timedController records when each onion's CreateOnion returned, that is,
@@ -39,7 +40,7 @@ func (c *timedController) CreateOnion(ctx context.Context, conf ghostcomm.OnionC
 // every onion (GETINFO onions/current). It logs the figures of issue 3.
 func TestIntegrationFullNetwork(t *testing.T) {
 	e, ctx := setup(t)
-	t.Logf("figure: bootstrap of the private network (3 authorities, 3 relays, 2 clients): %v", e.net.BootstrapTime().Round(time.Millisecond))
+	testnet.Figure(t, "bootstrap of the private network (3 authorities, 3 relays, 2 clients): %v", e.net.BootstrapTime().Round(time.Millisecond))
 
 	// The client tor is also the second service tor.
 	cctrl, err := torctl.Connect(ctx, torctl.ConnectConfig{Addr: e.client.ControlAddr, CookiePath: e.client.CookiePath})
@@ -61,7 +62,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 			p.Close()
 		}
 	}()
-	t.Logf("figure: NewPrimary, 4 onions created and published at once: %v", primaryUp.Round(time.Millisecond))
+	testnet.Figure(t, "NewPrimary, 4 onions created and published at once: %v", primaryUp.Round(time.Millisecond))
 
 	onions := func(c *torctl.Controller) []string {
 		ids, err := c.Onions(ctx)
@@ -90,7 +91,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 	if _, err := client.Fetch(ctx); err != nil {
 		t.Fatalf("Fetch over tor: %v", err)
 	}
-	t.Logf("figure: payload fetched through SOCKS: %v", time.Since(start).Round(time.Millisecond))
+	testnet.Figure(t, "payload fetched through SOCKS: %v", time.Since(start).Round(time.Millisecond))
 
 	msg := []byte("through real onion services")
 	start = time.Now()
@@ -98,7 +99,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Send over tor: %v", err)
 	}
-	t.Logf("figure: first message, cold chain (every hop dials its successor): %v", time.Since(start).Round(time.Millisecond))
+	testnet.Figure(t, "first message, cold chain (every hop dials its successor): %v", time.Since(start).Round(time.Millisecond))
 	want, _ := ghostcomm.Expected(res.Route, msg)
 	if !res.Verified || !bytes.Equal(res.Data, want) || len(res.Route) != 3 {
 		t.Fatalf("result not verified: %x, want %x", res.Data, want)
@@ -126,7 +127,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 		}
 		echoes = append(echoes, time.Since(s))
 	}
-	t.Logf("figure: 3-hop round trip on a warm chain: median %v (min %v, max %v); single onion echo on an open stream: median %v; ratio %.1f",
+	testnet.Figure(t, "3-hop round trip on a warm chain: median %v (min %v, max %v); single onion echo on an open stream: median %v; ratio %.1f",
 		median(warm).Round(time.Microsecond), slices.Min(warm).Round(time.Microsecond), slices.Max(warm).Round(time.Microsecond),
 		median(echoes).Round(time.Microsecond), float64(median(warm))/float64(median(echoes)))
 
@@ -157,7 +158,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 	}
 	<-watched
 	close(stop)
-	t.Logf("figure: rotation (3 new onions published): %v", time.Since(start).Round(time.Millisecond))
+	testnet.Figure(t, "rotation (3 new onions published): %v", time.Since(start).Round(time.Millisecond))
 	next := p.Cycle()
 	tc.mu.Lock()
 	for _, o := range nodeOnions(next) {
@@ -177,7 +178,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 	if err != nil || !res.Verified || res.Cycle != next.ID {
 		t.Fatalf("Send through the new cycle: %v", err)
 	}
-	t.Logf("figure: first message through the new cycle (fetch included): %v", time.Since(start).Round(time.Millisecond))
+	testnet.Figure(t, "first message through the new cycle (fetch included): %v", time.Since(start).Round(time.Millisecond))
 	// The old cycle is in its grace window: the first client still uses it.
 	if res, err := client.Send(ctx, msg); err != nil || res.Cycle != before {
 		t.Fatalf("Send through the old cycle in its grace window: %v", err)

@@ -181,7 +181,7 @@ func createAndEcho(t *testing.T, ctx context.Context, ctrl *torctl.Controller, d
 // another tor and from the same tor; it logs the figures.
 func TestIntegrationEcho(t *testing.T) {
 	e, ctx := setup(t)
-	t.Logf("bootstrap time of the shared network: %v", e.net.BootstrapTime().Round(time.Millisecond))
+	testnet.Figure(t, "bootstrap time of the shared network: %v", e.net.BootstrapTime().Round(time.Millisecond))
 
 	onion, c := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 	if len(onion.ServiceID) != 56 || onion.Port != ghostcomm.DefaultOnionPort {
@@ -205,7 +205,7 @@ func TestIntegrationEcho(t *testing.T) {
 		}
 		rtts = append(rtts, time.Since(s))
 	}
-	t.Logf("echo round trip (32 B, open stream): median %v, min %v, max %v over %d",
+	testnet.Figure(t, "echo round trip (32 B, open stream): median %v, min %v, max %v over %d",
 		median(rtts).Round(time.Microsecond), slices.Min(rtts).Round(time.Microsecond), slices.Max(rtts).Round(time.Microsecond), len(rtts))
 
 	// The service's own tor can dial it too.
@@ -623,10 +623,10 @@ func TestIntegrationZFigures(t *testing.T) {
 	if len(figures.published) == 0 {
 		t.Skip("no onion was created")
 	}
-	t.Logf("ADD_ONION → descriptor uploaded: median %v, max %v over %d onions",
+	testnet.Figure(t, "ADD_ONION → descriptor uploaded: median %v, max %v over %d onions",
 		median(figures.published).Round(time.Millisecond), slices.Max(figures.published).Round(time.Millisecond), len(figures.published))
 	if len(figures.firstEcho) > 0 {
-		t.Logf("ADD_ONION → first echo: median %v, max %v over %d onions",
+		testnet.Figure(t, "ADD_ONION → first echo: median %v, max %v over %d onions",
 			median(figures.firstEcho).Round(time.Millisecond), slices.Max(figures.firstEcho).Round(time.Millisecond), len(figures.firstEcho))
 	}
 }

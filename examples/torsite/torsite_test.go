@@ -869,7 +869,7 @@ func TestEndToEnd(t *testing.T) {
 	if !bytes.Equal(body, index) {
 		t.Fatalf("page through the onion differs from index.html:\n got %q\nwant %q", body, index)
 	}
-	t.Logf("figures: script start -> address printed %v; -> first successful fetch %v (%d attempts)",
+	testnet.Figure(t, "script start -> address printed %v; -> first successful fetch %v (%d attempts)",
 		toAddr.Round(time.Millisecond), toFetch.Round(time.Millisecond), attempts)
 
 	// A second run changes nothing and prints the same address.
@@ -880,7 +880,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("second run printed %q, want %q", r.last(), addr)
 	}
 	sameSnapshot(t, "second run", before, snapshot(t, f.scriptFiles()...))
-	t.Logf("figures: second (unchanged) run took %v", r.took.Round(time.Millisecond))
+	testnet.Figure(t, "second (unchanged) run took %v", r.took.Round(time.Millisecond))
 
 	// --remove: tor drops the service on reload; the onion stops answering.
 	removed := time.Now()
@@ -902,7 +902,7 @@ func TestEndToEnd(t *testing.T) {
 		last = err
 		t.Logf("after --remove, attempt %d (%v): %v", tries, time.Since(at).Round(time.Millisecond), err)
 		if err != nil && socksRefusal.MatchString(err.Error()) {
-			t.Logf("figures: onion refused %v after --remove started (%d attempts): %v",
+			testnet.Figure(t, "onion refused %v after --remove started (%d attempts): %v",
 				time.Since(removed).Round(time.Millisecond), tries, err)
 			break
 		}
