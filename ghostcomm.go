@@ -214,10 +214,12 @@ type HopError struct {
 	Err error
 }
 
+// Error describes the failure and names the hop.
 func (e *HopError) Error() string {
 	return fmt.Sprintf("ghostcomm: hop %d (%s): %v", e.Hop, e.Onion, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *HopError) Unwrap() error { return e.Err }
 
 // Clock is the time source of a Primary, Node or Client: tests inject a fake

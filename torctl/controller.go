@@ -49,6 +49,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error describes the invalid field.
 func (e *ConfigError) Error() string {
 	return "torctl: invalid " + e.Field + ": " + e.Reason
 }

@@ -72,6 +72,7 @@ var socksMessages = map[byte]string{
 	SOCKSOnionIntroTimedOut: "onion service introduction timed out",
 }
 
+// Error names tor's SOCKS reply code and what it means.
 func (e *SOCKSError) Error() string {
 	msg, ok := socksMessages[e.Code]
 	if !ok {

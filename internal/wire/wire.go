@@ -44,6 +44,7 @@ const (
 	Reject          Type = 5 // from a hop that could not open its layer
 )
 
+// String names the frame type.
 func (t Type) String() string {
 	switch t {
 	case PayloadRequest:

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// EnvFigures, when set, names a file to which Figure appends each figure, so
-// that a CI log can show what the tests measured without running them
-// verbosely.
+// EnvFigures names the environment variable that, when set, gives a file to
+// which Figure appends each figure, so that a CI log can show what the tests
+// measured without running them verbosely.
 const EnvFigures = "GHOSTCOMM_FIGURES"
 
 var figuresMu sync.Mutex

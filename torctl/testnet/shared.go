@@ -17,12 +17,12 @@ import (
 // is missing (or under -short).
 const EnvTorTests = "GHOSTCOMM_TOR_TESTS"
 
-// EnvTorPath, when set, is the tor binary the shared network uses instead
-// of "tor" on PATH.
+// EnvTorPath names the environment variable that, when set, gives the tor
+// binary the shared network uses instead of "tor" on PATH.
 const EnvTorPath = "GHOSTCOMM_TOR"
 
-// EnvVerbose, when set to a non-empty value, makes the shared network log
-// its progress to stderr.
+// EnvVerbose names the environment variable that, when set to a non-empty
+// value, makes the shared network log its progress to stderr.
 const EnvVerbose = "GHOSTCOMM_TESTNET_VERBOSE"
 
 // SharedClients is the number of client tors of the shared network: tests
