@@ -43,10 +43,10 @@ const (
 // Bounds of the end-to-end steps (retries stop there; none of them is an
 // assertion on speed).
 const (
-	scriptTimeout   = 2 * time.Minute // one run of the script
-	hostnameTimeout = 60              // seconds, the script's --timeout
-	fetchDeadline   = 2 * time.Minute // retrying a fetch while the descriptor propagates
-	goneDeadline    = 2 * time.Minute // retrying until the removed onion stops answering
+	scriptTimeout   = 3 * time.Minute // one run of the script
+	hostnameTimeout = 120             // seconds, the script's --timeout
+	fetchDeadline   = 3 * time.Minute // retrying a fetch while the descriptor propagates
+	goneDeadline    = 4 * time.Minute // retrying until the removed onion stops answering
 	attemptTimeout  = 30 * time.Second
 	goneAttempt     = 15 * time.Second // one attempt at the removed onion
 	retryPause      = 500 * time.Millisecond
