@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 )
@@ -24,6 +27,14 @@ const (
 	// DefaultMaxConcurrent bounds the messages a Node or Primary handles at
 	// once; more are refused with ErrBusy.
 	DefaultMaxConcurrent = 256
+	// DefaultMaxConns bounds the streams a Node or Primary keeps open; more
+	// are closed as soon as they are accepted.
+	DefaultMaxConns = 1024
+	// DefaultMaxInflightBytes bounds the frame bodies a Node or Primary
+	// holds in memory at once, being read or handled, over all its streams.
+	// A frame that finds no room is read and discarded, and refused with
+	// ErrBusy.
+	DefaultMaxInflightBytes = 16 * DefaultMaxFrameSize
 )
 
 // handlerFunc answers one request frame. It returns the answer's type and
@@ -37,9 +48,12 @@ type server struct {
 	ln        net.Listener
 	handle    handlerFunc
 	maxFrame  int
+	maxConns  int
 	idle      time.Duration
 	ioTimeout time.Duration
-	sem       chan struct{}
+	sem       chan struct{}       // one slot per handler running
+	inflight  *semaphore.Weighted // bytes of frame bodies held
+	held      atomic.Int64        // the same, for inspection
 	log       *slog.Logger
 
 	ctx    context.Context
@@ -51,12 +65,19 @@ type server struct {
 	closed bool
 }
 
-func newServer(ln net.Listener, handle handlerFunc, maxFrame, maxConcurrent int, idle, ioTimeout time.Duration, log *slog.Logger) *server {
+// serverLimits are a server's bounds; see NodeConfig.
+type serverLimits struct {
+	maxFrame, maxConcurrent, maxConns int
+	maxInflight                       int64
+	idle, ioTimeout                   time.Duration
+}
+
+func newServer(ln net.Listener, handle handlerFunc, l serverLimits, log *slog.Logger) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{
-		ln: ln, handle: handle, maxFrame: maxFrame, idle: idle, ioTimeout: ioTimeout,
-		sem: make(chan struct{}, maxConcurrent), log: log,
-		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
+		ln: ln, handle: handle, maxFrame: l.maxFrame, maxConns: l.maxConns, idle: l.idle, ioTimeout: l.ioTimeout,
+		sem: make(chan struct{}, l.maxConcurrent), inflight: semaphore.NewWeighted(max(l.maxInflight, int64(l.maxFrame))),
+		log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -89,6 +110,12 @@ func (s *server) acceptLoop() {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.maxConns {
+			s.mu.Unlock()
+			s.log.Debug("too many streams; closing a new one", "max", s.maxConns)
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -119,7 +146,8 @@ func (s *server) serveConn(c net.Conn) {
 	}
 	for {
 		c.SetReadDeadline(time.Now().Add(s.idle))
-		h, body, err := s.readRequest(c)
+		r := &deadlineReader{c: c, after: s.ioTimeout}
+		h, err := wire.ReadHeader(r, s.maxFrame)
 		if err != nil {
 			if errors.Is(err, ErrFrameTooLarge) {
 				// The body was not read, so the stream cannot be resynchronized:
@@ -130,9 +158,38 @@ func (s *server) serveConn(c net.Conn) {
 			}
 			return
 		}
+		// Room for the body in the server-wide budget, before reading it.
+		n := int64(h.Len)
+		actx, cancel := context.WithTimeout(s.ctx, s.ioTimeout)
+		errRoom := s.inflight.Acquire(actx, n)
+		cancel()
+		if errRoom == nil {
+			s.held.Add(n)
+		}
+		c.SetReadDeadline(time.Now().Add(s.ioTimeout))
+		if errRoom != nil {
+			// No room: read the body past without keeping it, so that the
+			// stream stays in step, and refuse the frame.
+			if _, err := io.CopyN(io.Discard, c, n); err != nil {
+				return
+			}
+			if write(wire.Reject, h.ID, [][]byte{{byte(wire.RejectBusy)}}) != nil {
+				return
+			}
+			continue
+		}
+		body, err := wire.ReadBody(c, h)
+		if err != nil {
+			s.give(n)
+			if s.ctx.Err() == nil {
+				s.log.Debug("closing stream", "err", err)
+			}
+			return
+		}
 		select {
 		case s.sem <- struct{}{}:
 		default:
+			s.give(n)
 			if write(wire.Reject, h.ID, [][]byte{{byte(wire.RejectBusy)}}) != nil {
 				return
 			}
@@ -141,6 +198,7 @@ func (s *server) serveConn(c net.Conn) {
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
+			defer s.give(n)
 			defer func() { <-s.sem }()
 			typ, parts := s.handle(s.ctx, h.Type, body)
 			if typ != 0 {
@@ -150,11 +208,14 @@ func (s *server) serveConn(c net.Conn) {
 	}
 }
 
-// readRequest reads one frame: the header under the idle deadline, then the
-// body under the I/O deadline.
-func (s *server) readRequest(c net.Conn) (wire.Header, []byte, error) {
-	return wire.ReadFrame(&deadlineReader{c: c, after: s.ioTimeout}, s.maxFrame)
+// give returns n bytes to the in-flight budget.
+func (s *server) give(n int64) {
+	s.held.Add(-n)
+	s.inflight.Release(n)
 }
+
+// inflightBytes reports the bytes of frame bodies held now.
+func (s *server) inflightBytes() int64 { return s.held.Load() }
 
 // deadlineReader moves the read deadline to now+after once the first byte of
 // a frame has arrived, so a peer may idle between frames but not within one.

@@ -98,3 +98,12 @@ func ForgePayload(signer *Primary, c *Client, cy *Cycle, nonce [32]byte, mutate 
 	}
 	return layer.Seal(nil, c.keys.Enc, &k, cy.NotBefore.Unix(), signed, rand.Reader)
 }
+
+// InflightBytes returns the frame bytes the first node of the current cycle
+// holds.
+func (p *Primary) InflightBytes() int64 {
+	p.mu.Lock()
+	n := p.current.nodes[0]
+	p.mu.Unlock()
+	return n.srv.inflightBytes()
+}

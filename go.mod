@@ -8,6 +8,7 @@ require (
 	github.com/cretz/bine v0.2.0
 	github.com/fernet/fernet-go v0.0.0-20240119011108-303da6aec611
 	golang.org/x/net v0.62.0
+	golang.org/x/sync v0.25.0
 )
 
 require (

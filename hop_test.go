@@ -342,3 +342,100 @@ func TestGarbageDoesNotDisturbGoodMessages(t *testing.T) {
 		}
 	}
 }
+
+func TestInflightBytesBounded(t *testing.T) {
+	// A node whose processor holds large inputs until released, with room
+	// for 1 MiB of frame bodies: while one 600 KiB message is held, a
+	// second one finds no room and is refused as busy, and a small one
+	// still passes.
+	release := make(chan struct{})
+	registerOnce(t, ProcessorKind{Name: "test-hold-large", Deterministic: true, New: func(map[string]string) (Processor, error) {
+		return ProcessorFunc(func(b []byte) ([]byte, error) {
+			if len(b) > 100<<10 {
+				<-release
+			}
+			return []byte{byte(len(b))}, nil
+		}), nil
+	}})
+	hn := newHopNet(t, PrimaryConfig{
+		Nodes:      1,
+		Processing: func(int, io.Reader) ProcessorSpec { return ProcessorSpec{Name: "test-hold-large"} },
+		Node:       NodeConfig{MaxFrameSize: 1 << 20, MaxInflightBytes: 1 << 20, IOTimeout: 300 * time.Millisecond},
+	}, ClientConfig{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	prep := func(n int) *Prepared {
+		pm, err := hn.client.Prepare(hn.cycle, make([]byte, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pm
+	}
+	big1, big2, small := prep(600<<10), prep(600<<10), prep(1<<10)
+	first := big1.FirstHop()
+
+	held := make(chan error, 1)
+	go func() {
+		h, b, err := hn.exchange(t, first, FrameMessage, big1.Body(ctx, 10*time.Second))
+		if err == nil {
+			_, err = hn.client.Answer(big1, h, b)
+		}
+		held <- err
+	}()
+	waitFor(t, func() bool { return hn.primary.InflightBytes() > 600<<10 })
+
+	h, b, err := hn.exchange(t, first, FrameMessage, big2.Body(ctx, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hn.client.Answer(big2, h, b); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second large message: %v, want ErrBusy", err)
+	}
+	h, b, err = hn.exchange(t, first, FrameMessage, small.Body(ctx, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hn.client.Answer(small, h, b); err != nil {
+		t.Fatalf("small message beside a held one: %v", err)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatalf("held message: %v", err)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	hn := newHopNet(t, PrimaryConfig{Nodes: 1, Node: NodeConfig{MaxConns: 2}}, ClientConfig{})
+	addr := hn.cycle.Nodes[0].Onion.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() net.Conn {
+		c, err := hn.net.Dialer().DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := dial(), dial()
+	// Both are served: a frame on each gets an answer (a reject, here).
+	for _, c := range []net.Conn{a, b} {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		WriteFrame(c, 99, 1, []byte("x"))
+		if typ, _, err := ReadFrame(c, 1<<20); err != nil || typ != FrameReject {
+			t.Fatalf("served stream: %v %v", typ, err)
+		}
+	}
+	c := dial()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a third stream was kept open")
+	}
+}

@@ -64,6 +64,11 @@ type NodeConfig struct {
 	// MaxConcurrent bounds the messages handled at once. Zero:
 	// DefaultMaxConcurrent.
 	MaxConcurrent int
+	// MaxConns bounds the streams kept open. Zero: DefaultMaxConns.
+	MaxConns int
+	// MaxInflightBytes bounds the frame bodies held in memory at once, over
+	// all streams (at least MaxFrameSize). Zero: DefaultMaxInflightBytes.
+	MaxInflightBytes int64
 	// ReplayCacheSize bounds the replay cache. Zero:
 	// DefaultReplayCacheSize.
 	ReplayCacheSize int
@@ -88,6 +93,13 @@ type NodeConfig struct {
 	// Observer, if set, is called after each message the node handled
 	// (successfully or not), from the handling goroutine.
 	Observer func(HopEvent)
+}
+
+func (c *NodeConfig) limits() serverLimits {
+	return serverLimits{
+		maxFrame: c.MaxFrameSize, maxConcurrent: c.MaxConcurrent, maxConns: c.MaxConns,
+		maxInflight: c.MaxInflightBytes, idle: c.IdleTimeout, ioTimeout: c.IOTimeout,
+	}
 }
 
 // HopEvent describes one message handled by one Node, for operators and for
@@ -140,6 +152,12 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 	}
 	if d.MaxConcurrent <= 0 {
 		d.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if d.MaxConns <= 0 {
+		d.MaxConns = DefaultMaxConns
+	}
+	if d.MaxInflightBytes <= 0 {
+		d.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	if d.ReplayCacheSize <= 0 {
 		d.ReplayCacheSize = DefaultReplayCacheSize
@@ -213,7 +231,7 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, fmt.Errorf("ghostcomm: node listener: %w", err)
 	}
 	n.pool = newDialPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout)
-	n.srv = newServer(ln, n.handle, c.MaxFrameSize, c.MaxConcurrent, c.IdleTimeout, c.IOTimeout, c.Logger)
+	n.srv = newServer(ln, n.handle, c.limits(), c.Logger)
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String()}
 	if c.OnionKey != nil {
 		oc.Key = append([]byte(nil), c.OnionKey...)

@@ -191,7 +191,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, fmt.Errorf("ghostcomm: primary listener: %w", err)
 	}
 	nc := c.Node.withDefaults()
-	p.srv = newServer(ln, p.handle, nc.MaxFrameSize, nc.MaxConcurrent, nc.IdleTimeout, nc.IOTimeout, c.Logger)
+	p.srv = newServer(ln, p.handle, nc.limits(), c.Logger)
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
 	var onion Onion
 	for attempt := 1; ; attempt++ {

@@ -95,22 +95,34 @@ func ParseHeader(b []byte, max int) (Header, error) {
 	return h, nil
 }
 
-// ReadFrame reads one frame. The announced length is checked against max
-// before anything is allocated; the body is then allocated as it arrives, in
-// chunks that double from Chunk, never more than announced. io.EOF is
-// returned only at a clean frame boundary; a frame cut short is ErrMalformed.
+// ReadFrame reads one frame: ReadHeader, then ReadBody.
 func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
+	h, err := ReadHeader(r, max)
+	if err != nil {
+		return h, nil, err
+	}
+	body, err := ReadBody(r, h)
+	return h, body, err
+}
+
+// ReadHeader reads a frame's header and checks the announced length against
+// max, before anything is allocated for the body. io.EOF is returned only at
+// a clean frame boundary.
+func ReadHeader(r io.Reader, max int) (Header, error) {
 	var hb [HeaderSize]byte
 	if _, err := io.ReadFull(r, hb[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("%w: truncated frame header", errs.ErrMalformed)
 		}
-		return Header{}, nil, err
+		return Header{}, err
 	}
-	h, err := ParseHeader(hb[:], max)
-	if err != nil {
-		return h, nil, err
-	}
+	return ParseHeader(hb[:], max)
+}
+
+// ReadBody reads the body h announces. It is allocated as it arrives, in
+// chunks that double from Chunk, never more than announced; a body cut short
+// is ErrMalformed.
+func ReadBody(r io.Reader, h Header) ([]byte, error) {
 	n := int(h.Len)
 	body := make([]byte, 0, min(n, Chunk))
 	for len(body) < n {
@@ -125,10 +137,10 @@ func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("%w: truncated frame body", errs.ErrMalformed)
 			}
-			return h, nil, err
+			return nil, err
 		}
 	}
-	return h, body, nil
+	return body, nil
 }
 
 // WriteFrame writes one frame, header and parts, with a single gathered
