@@ -25,7 +25,27 @@
 // torctl implements them on a real tor; package torctl/tortest implements them
 // in process, so a whole network runs in one test with no tor installed.
 //
-// The wire formats and the threat model are written down in docs/PROTOCOL.md.
+// # Lock-cycles
+//
+// A cycle is valid from NotBefore to NotAfter (PrimaryConfig.Period, ten
+// minutes by default). Its successor's nodes are created and their onions
+// published PublishAhead before it ends; only then is the new cycle handed to
+// clients. The old nodes serve until NotAfter plus Grace, so messages in
+// flight finish, then their onions are removed and their private keys wiped.
+// Clients fetch the next payload by themselves when theirs ends.
+//
+// # Security
+//
+// Each hop can open only its own layer (a fresh key wrapped for its
+// curve25519 OpenPGP key, then a Fernet token), and learns the data it
+// processes, its successor, and nothing of the route beyond or of the
+// client. The answer is sealed for the client alone. Layers, payloads and
+// failure reports are authenticated: any altered byte is refused with a
+// typed error. Hops refuse replays within a cycle and messages made for
+// another cycle. The design does not hide the data from the hops (they
+// process it), hides the route length only partly, and trusts the Primary,
+// which owns every node. docs/PROTOCOL.md has the byte layouts and the full
+// threat model.
 package ghostcomm
 
 import (
