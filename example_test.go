@@ -2,10 +2,14 @@ package ghostcomm_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log"
 	"time"
+
+	"github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/torctl/tortest"
@@ -82,4 +86,41 @@ func Example_processing() {
 	fmt.Printf("%s\n", res.Data)
 	// Output:
 	// 32d2446112105a3e1f9d0dd60007c1d26ff3d744131e86a5f35e78e4d52dae97
+}
+
+// ExamplePrimaryConfig_stableInvite keeps an invite valid across restarts:
+// the Primary's signing key and onion key are generated once, stored, and
+// given back to every NewPrimary. (Here they live in memory; a real program
+// saves key.Armor() and the ed25519 seed, protected.)
+func ExamplePrimaryConfig_stableInvite() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tor := tortest.NewNetwork(tortest.Config{})
+	defer tor.Close()
+
+	key, err := crypto.GenerateKey("my network", "", "x25519", 0) // gopenpgp v2
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, onionKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := ghostcomm.PrimaryConfig{Nodes: 2, Key: key, OnionKey: onionKey}
+
+	first, err := ghostcomm.NewPrimary(ctx, tor.Controller(), tor.Dialer(), cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	invite := first.Invite(nil).String()
+	first.Close()
+
+	second, err := ghostcomm.NewPrimary(ctx, tor.Controller(), tor.Dialer(), cfg) // a restart
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer second.Close()
+	fmt.Println("same invite after a restart:", second.Invite(nil).String() == invite)
+	// Output:
+	// same invite after a restart: true
 }

@@ -40,12 +40,24 @@ func GenerateKeyPair(name string) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: generating key: %w", err)
 	}
-	return NewKeyPair(k)
+	return wrapKey(k) // nobody else holds k: no copy needed
 }
 
 // NewKeyPair wraps an unlocked private key that has a curve25519 encryption
-// key.
+// key. It works on a copy: Wipe never touches the caller's key.
 func NewKeyPair(k *pgp.Key) (*KeyPair, error) {
+	if k == nil {
+		return nil, fmt.Errorf("%w: no key", ErrMalformed)
+	}
+	k, err := k.Copy()
+	if err != nil {
+		return nil, fmt.Errorf("ghostcomm: copying key: %w", err)
+	}
+	return wrapKey(k)
+}
+
+// wrapKey wraps k itself, which Wipe will clear.
+func wrapKey(k *pgp.Key) (*KeyPair, error) {
 	if !k.IsPrivate() {
 		return nil, fmt.Errorf("%w: not a private key", ErrMalformed)
 	}

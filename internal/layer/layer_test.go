@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
 
 var (
@@ -366,5 +368,27 @@ func TestCanonicalU(t *testing.T) {
 		if got := canonicalU(tc.u); got != tc.want {
 			t.Errorf("canonicalU(%x) = %v, want %v", tc.u, got, tc.want)
 		}
+	}
+}
+
+func TestWipeLeavesCallersKey(t *testing.T) {
+	k, err := pgp.GenerateKey("caller", "", "x25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := NewKeyPair(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp.Wipe()
+	// The caller's key still works: a second key pair from it opens boxes.
+	again, err := NewKeyPair(k)
+	if err != nil {
+		t.Fatalf("caller's key after Wipe: %v", err)
+	}
+	key, _ := NewKey(rand.Reader)
+	box, _ := Seal(nil, again.Enc, &key, 0, []byte("x"), rand.Reader)
+	if _, err := Open(again.Dec, box); err != nil {
+		t.Fatal(err)
 	}
 }
