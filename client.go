@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"sync"
 	"time"
 
@@ -338,64 +337,6 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 	return r, nil
 }
 
-// prepared is a message built for a route and not yet sent.
-type prepared struct {
-	route []NodeInfo
-	onion *layer.Onion
-	data  []byte // the data box for hop 1
-}
-
-// prepare builds a message's layers for a route of cycle cy.
-func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
-	route, err := c.route(cy)
-	if err != nil {
-		return nil, err
-	}
-	hops := make([]*layer.PublicKey, len(route))
-	next := make([]byte, len(route)-1)
-	pm := &prepared{route: make([]NodeInfo, len(route))}
-	for i, idx := range route {
-		hops[i] = cy.Nodes[idx].pub
-		pm.route[i] = cy.Nodes[idx]
-		if i > 0 {
-			next[i-1] = byte(idx)
-		}
-	}
-	pad := 0
-	if extra := c.cfg.PadHops - len(route); extra > 0 {
-		n, err := rand.Int(c.cfg.Rand, big.NewInt(int64(extra*LayerOverhead+1)))
-		if err != nil {
-			return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
-		}
-		pad = int(n.Int64())
-	}
-	ts := cy.NotBefore.Unix()
-	if pm.onion, err = layer.Build(hops, next, ts, pad, c.cfg.Rand); err != nil {
-		return nil, err
-	}
-	k, err := layer.NewKey(c.cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	pm.data, err = layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	return pm, nil
-}
-
-// body returns the message frame's body, with a budget of nine tenths of
-// the time left before ctx's deadline, so that a failure further on the
-// route is reported before the client gives up.
-func (pm *prepared) body(ctx context.Context, timeout time.Duration) [][]byte {
-	budget := timeout
-	if d, ok := ctx.Deadline(); ok {
-		budget = time.Until(d)
-	}
-	m := &wire.Msg{BudgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), Layer: pm.onion.Layer, Data: pm.data}
-	return m.Parts()
-}
-
 func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
 	pm, err := c.prepare(cy, data)
 	if err != nil {
@@ -444,59 +385,6 @@ func (c *Client) transportError(ctx context.Context, first Onion, err error) err
 		return err
 	}
 	return &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: %v", ErrHopUnreachable, err)}
-}
-
-// openReply opens the answer: the last hop's result under the reply key, or
-// a hop's failure report under that hop's error key.
-func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte, error) {
-	n := len(o.Keys)
-	rk := o.Keys[n-1].Derive(layer.PurposeReply)
-	if out, _, err := layer.FernetOpen(&rk, tok); err == nil {
-		return out, nil
-	}
-	for i := n - 1; i >= 0; i-- {
-		ek := o.Keys[i].Derive(layer.PurposeError)
-		msg, _, err := layer.FernetOpen(&ek, tok)
-		if err != nil {
-			continue
-		}
-		return nil, reportError(i, route, msg)
-	}
-	return nil, fmt.Errorf("%w: the answer opens with none of this message's keys", ErrAuth)
-}
-
-// reportError turns hop i's (0-based) failure report into a *HopError about
-// the hop it concerns.
-func reportError(i int, route []NodeInfo, msg []byte) error {
-	hop := func(j int, err error) error {
-		addr := ""
-		if j < len(route) {
-			addr = route[j].Onion.Addr()
-		}
-		return &HopError{Hop: j + 1, Onion: addr, Err: err}
-	}
-	if len(msg) != 2 {
-		return hop(i, fmt.Errorf("%w: failure report of %d bytes", ErrMalformed, len(msg)))
-	}
-	switch wire.ReportCode(msg[0]) {
-	case wire.ReportNextNotFound:
-		return hop(i+1, fmt.Errorf("%w: %w", ErrHopUnreachable, ErrOnionNotFound))
-	case wire.ReportNextUnreached:
-		return hop(i+1, fmt.Errorf("%w: %w", ErrHopUnreachable, ErrOnionUnreachable))
-	case wire.ReportNextTimeout:
-		return hop(i+1, ErrHopTimeout)
-	case wire.ReportNextRejected:
-		return hop(i+1, rejectErr(wire.RejectCode(msg[1])))
-	case wire.ReportNextBrokeReply:
-		return hop(i+1, fmt.Errorf("%w: invalid answer", ErrMalformed))
-	case wire.ReportBadData:
-		return hop(i, fmt.Errorf("%w: the data from the previous hop did not open", ErrAuth))
-	case wire.ReportProcessing:
-		return hop(i, ErrProcessing)
-	case wire.ReportBadRoute:
-		return hop(i, fmt.Errorf("%w: unknown next hop", ErrMalformed))
-	}
-	return hop(i, fmt.Errorf("%w: report code %d", ErrRejected, msg[0]))
 }
 
 // verifyResult checks out against the route's output computed locally, when

@@ -333,17 +333,9 @@ func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Typ
 	if err != nil {
 		return n.reject(wire.RejectMalformed)
 	}
-	// The layer first: until it opens, nothing said back can be
-	// authenticated, so refusals are plain Reject frames.
-	p, err := layer.Peel(n.keys.Dec, m.Layer)
+	p, err := n.peel(m, now)
 	if err != nil {
 		n.cfg.Logger.Debug("layer refused", "err", err)
-		return n.reject(rejectFor(err))
-	}
-	if err := n.checkCycle(p.TS, now); err != nil {
-		return n.reject(wire.RejectStale)
-	}
-	if err := n.replay.Add(p.Tag); err != nil {
 		return n.reject(rejectFor(err))
 	}
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
@@ -354,16 +346,6 @@ func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Typ
 		n.cfg.Observer(ev)
 	}
 	return typ, parts
-}
-
-func (n *Node) checkCycle(ts int64, now time.Time) error {
-	if ts != n.ts {
-		return fmt.Errorf("%w: layer made for another cycle", ErrStaleCycle)
-	}
-	if now.Before(n.cfg.NotBefore.Add(-maxClockSkew)) || now.After(n.cfg.NotAfter.Add(n.cfg.Grace)) {
-		return fmt.Errorf("%w: cycle not valid now", ErrStaleCycle)
-	}
-	return nil
 }
 
 // relay does the work after the layer opened: data, processing, forwarding.
