@@ -259,12 +259,6 @@ func (s *server) close() error {
 // errConnLost: a stream broke while a request on it waited for its answer.
 var errConnLost = errors.New("stream to peer lost")
 
-// dialError marks a failure to open a stream to a peer.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return "dial: " + e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
 type muxResult struct {
 	h    wire.Header
 	body []byte
@@ -368,7 +362,7 @@ func (m *muxConn) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) 
 	m.wmu.Unlock()
 	if err != nil {
 		m.fail(err)
-		return wire.Header{}, nil, &dialError{err: err}
+		return wire.Header{}, nil, fmt.Errorf("%w: %v", errConnLost, err)
 	}
 	select {
 	case r, ok := <-ch:
@@ -501,7 +495,7 @@ func (p *dialPool) dial(addr string, call *dialCall) {
 		err = ErrClosed
 	}
 	if err != nil {
-		call.err = &dialError{err: err}
+		call.err = fmt.Errorf("dial %s: %w", addr, err)
 	} else {
 		call.m = newMuxConn(c, p.maxFrame, p.ioTimeout)
 		p.conns[addr] = call.m

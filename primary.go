@@ -194,15 +194,12 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	p.srv = newServer(ln, p.handle, nc.limits(), c.Logger)
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
 	var onion Onion
-	for attempt := 1; ; attempt++ {
+	err = retry(ctx, c.Logger, "primary onion", func() (err error) {
 		pctx, cancel := context.WithTimeout(ctx, nc.PublishTimeout)
+		defer cancel()
 		onion, err = tc.CreateOnion(pctx, oc)
-		cancel()
-		if err == nil || attempt == nodeAttempts || ctx.Err() != nil {
-			break
-		}
-		c.Logger.Warn("primary onion not created; retrying", "attempt", attempt, "err", err)
-	}
+		return err
+	})
 	if err != nil {
 		p.srv.close()
 		first.close()
@@ -350,8 +347,21 @@ func (p *Primary) startBackground() bool {
 	return true
 }
 
-// nodeAttempts is how many times newCycle tries to create each node.
-const nodeAttempts = 3
+// onionAttempts is how many times a Primary tries to create its own onion
+// and each node's.
+const onionAttempts = 3
+
+// retry calls f until it succeeds, onionAttempts times at most, while ctx
+// allows; it returns f's last error.
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || attempt == onionAttempts || ctx.Err() != nil {
+			return err
+		}
+		log.Warn(what+" not created; retrying", "attempt", attempt, "err", err)
+	}
+}
 
 // newCycle creates and publishes the nodes of a new lock-cycle, all at once.
 func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
@@ -373,14 +383,11 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 		go func() {
 			defer wg.Done()
 			// A node whose onion is not published in time is replaced by a
-			// fresh one (new key, new address), while ctx allows.
-			for attempt := 1; ; attempt++ {
-				cs.nodes[i], errs[i] = NewNode(ctx, p.tc, p.dialer, nc)
-				if errs[i] == nil || attempt == nodeAttempts || ctx.Err() != nil {
-					return
-				}
-				p.cfg.Logger.Warn("node creation failed; retrying", "attempt", attempt, "err", errs[i])
-			}
+			// fresh one (new key, new address).
+			errs[i] = retry(ctx, p.cfg.Logger, "node", func() (err error) {
+				cs.nodes[i], err = NewNode(ctx, p.tc, p.dialer, nc)
+				return err
+			})
 		}()
 	}
 	wg.Wait()

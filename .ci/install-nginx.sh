@@ -14,42 +14,16 @@
 # Needs root (or passwordless sudo) for steps 1 and 2 when something is missing.
 set -euo pipefail
 
-log() { printf 'install-nginx: %s\n' "$*" >&2; }
+PROG=install-nginx
+# shellcheck source=.ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		log "need root to run: $*"
-		return 1
-	fi
-}
-
-# package name -> command it provides
-declare -A want=([nginx]=nginx [shellcheck]=shellcheck)
 missing=()
-for pkg in "${!want[@]}"; do
-	if ! command -v "${want[$pkg]}" >/dev/null 2>&1 && [ ! -x "/usr/sbin/${want[$pkg]}" ]; then
-		missing+=("$pkg")
-	fi
+for pkg in nginx shellcheck; do
+	have "$pkg" || missing+=("$pkg")
 done
-
 if [ "${#missing[@]}" -gt 0 ]; then
-	policy=/usr/sbin/policy-rc.d
-	wanted_policy=$'#!/bin/sh\nexit 101'
-	if [ ! -x "$policy" ] || [ "$(cat "$policy" 2>/dev/null)" != "$wanted_policy" ]; then
-		log "writing $policy (exit 101) so packages start no service"
-		printf '%s\n' "$wanted_policy" | as_root tee "$policy" >/dev/null
-		as_root chmod 0755 "$policy"
-	fi
-	log "installing: ${missing[*]}"
-	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
-		log "apt-get install failed; running apt-get update once and retrying"
-		as_root apt-get update
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-	fi
+	apt_install "${missing[@]}"
 else
 	log "nginx and shellcheck already installed"
 fi

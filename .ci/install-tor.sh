@@ -19,44 +19,14 @@
 # run is still exiting, wait a few seconds and run it again.
 set -euo pipefail
 
-log() { printf 'install-tor: %s\n' "$*" >&2; }
-
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		log "need root to run: $*"
-		return 1
-	fi
-}
-
-have() {
-	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
-}
+PROG=install-tor
+# shellcheck source=.ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if have tor && have tor-gencert; then
 	log "tor already installed"
 else
-	policy=/usr/sbin/policy-rc.d
-	wanted_policy=$'#!/bin/sh\nexit 101'
-	if [ ! -x "$policy" ] || [ "$(cat "$policy" 2>/dev/null)" != "$wanted_policy" ]; then
-		log "writing $policy (exit 101) so the package starts no service"
-		printf '%s\n' "$wanted_policy" | as_root tee "$policy" >/dev/null
-		as_root chmod 0755 "$policy"
-	fi
-	# apt-get update only when the lists do not know the package yet.
-	if ! apt-cache show tor >/dev/null 2>&1; then
-		log "package lists do not know tor: running apt-get update"
-		as_root apt-get update
-	fi
-	log "installing tor"
-	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tor; then
-		log "apt-get install failed; running apt-get update once and retrying"
-		as_root apt-get update
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tor
-	fi
+	apt_install tor
 	if ! have tor || ! have tor-gencert; then
 		log "tor or tor-gencert still missing after apt-get install"
 		exit 1
