@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"net"
 	"testing"
@@ -165,7 +166,7 @@ func BenchmarkExitHop(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		body[i] = bytes.Join(pm.body(context.Background(), time.Minute), nil)
+		body[i] = bytes.Join(pm.body(time.Minute), nil)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -174,11 +175,11 @@ func BenchmarkExitHop(b *testing.B) {
 			b.StopTimer()
 			for j := range body {
 				pm, _ := c.prepare(cy, make([]byte, 1<<10))
-				body[j] = bytes.Join(pm.body(context.Background(), time.Minute), nil)
+				body[j] = bytes.Join(pm.body(time.Minute), nil)
 			}
 			b.StartTimer()
 		}
-		typ, _ := nodes[0].handle(context.Background(), wire.Message, body[i%batch])
+		typ, _ := nodes[0].handle(context.Background(), transport.NewRequest(wire.Message, body[i%batch]))
 		if typ != wire.Reply {
 			b.Fatalf("answer %v", typ)
 		}

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
@@ -47,8 +49,12 @@ type ClientConfig struct {
 	// IdleTimeout closes a stream to a first hop that carried nothing for
 	// this long. Zero: DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// IOTimeout bounds writing one frame. Zero: DefaultIOTimeout.
+	// IOTimeout bounds writing one frame, and how long the stream to a
+	// first hop may leave a ping unanswered while messages wait on it.
+	// Zero: DefaultIOTimeout.
 	IOTimeout time.Duration
+	// DialTimeout bounds one dial of a first hop. Zero: DefaultDialTimeout.
+	DialTimeout time.Duration
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
 	// Rand is the source of keys, nonces and padding. Nil: crypto/rand.
@@ -71,7 +77,11 @@ type Client struct {
 	dialer Dialer
 	invite Invite
 	keys   *layer.KeyPair
-	pool   *dialPool
+	pool   *transport.Pool
+
+	closed   atomic.Bool
+	closing  context.Context // cancelled by Close
+	closeNow context.CancelFunc
 
 	fetchMu    sync.Mutex // one fetch at a time; guards authorized
 	authorized bool
@@ -123,6 +133,9 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	if c.IOTimeout <= 0 {
 		c.IOTimeout = DefaultIOTimeout
 	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
 	if c.Clock == nil {
 		c.Clock = SystemClock
 	}
@@ -134,32 +147,55 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: c, dialer: dialer, invite: invite, keys: keys,
-		pool: newDialPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout)}, nil
+	cl := &Client{cfg: c, dialer: dialer, invite: invite, keys: keys,
+		pool: newPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout, c.DialTimeout, c.Logger)}
+	cl.closing, cl.closeNow = context.WithCancel(context.Background())
+	return cl, nil
 }
 
 // Fingerprint returns the fingerprint of the client's key.
 func (c *Client) Fingerprint() Fingerprint { return c.keys.Fpr }
 
-func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+// opContext bounds one Fetch or Send: by ctx, by Timeout when ctx has no
+// deadline, and by Close.
+func (c *Client) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 	}
-	return context.WithTimeout(ctx, c.cfg.Timeout)
+	stop := context.AfterFunc(c.closing, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// closedErr returns ErrClosed, wrapped, once Close has been called.
+func (c *Client) closedErr(op string) error {
+	if c.closed.Load() {
+		return fmt.Errorf("ghostcomm: %s: %w", op, ErrClosed)
+	}
+	return nil
 }
 
 // Fetch asks the Primary for the current lock-cycle payload, checks it and
 // caches it. Errors: ErrWrongPrimary, ErrBadSignature, ErrAuth and
 // ErrMalformed for a payload that is not genuine; ErrStaleCycle for one that
 // is not valid now; a dial error matching ErrOnionNotFound or
-// ErrOnionUnreachable when the Primary cannot be reached.
+// ErrOnionUnreachable when the Primary cannot be reached; ctx's own error
+// when it ends first; ErrClosed after Close. ActionFor says what to do.
 func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
-	ctx, cancel := c.withTimeout(ctx)
+	if err := c.closedErr("fetch"); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.opContext(ctx)
 	defer cancel()
 	c.fetchMu.Lock()
 	defer c.fetchMu.Unlock()
 	cy, err := c.fetchAndCache(ctx)
 	if err != nil {
+		if cerr := c.closedErr("fetch"); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
 	return cy.clone(), nil
@@ -289,22 +325,39 @@ func (c *Client) fetchAndCache(ctx context.Context) (*Cycle, error) {
 // payload first if needed) and returns the last hop's output.
 //
 // A failure attributed to a hop is a *HopError whose Err matches
-// ErrHopUnreachable, ErrHopTimeout, ErrReplay, ErrStaleCycle, ErrProcessing,
-// ErrBusy, ErrAuth or ErrRejected. When every hop's processor is
-// deterministic the client checks the output; a mismatch returns the Result
-// together with an error matching ErrVerify.
+// ErrHopUnreachable (with ErrOnionNotFound or ErrOnionUnreachable when the
+// hop's onion could not be reached), ErrHopTimeout, ErrReplay,
+// ErrStaleCycle, ErrProcessing, ErrBusy, ErrBudget, ErrAuth or ErrRejected.
+// When the caller's ctx (or Timeout) ends first the error matches
+// context.Canceled or context.DeadlineExceeded; a deadline is also a
+// *HopError naming hop 1 and matching ErrHopTimeout. A message that cannot
+// fit in a frame is ErrFrameTooLarge, before anything is sent. Every Send
+// under way when Close is called, or started after, returns ErrClosed.
+// When every hop's processor is deterministic the client checks the
+// output; a mismatch returns the Result together with an error matching
+// ErrVerify. ActionFor says whether to retry, refetch or give up; on
+// ActionRefetch the client has already dropped its cycle.
 func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
-	ctx, cancel := c.withTimeout(ctx)
+	if err := c.closedErr("send"); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.opContext(ctx)
 	defer cancel()
 	cy, err := c.currentCycle(ctx)
 	if err != nil {
+		if cerr := c.closedErr("send"); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
 	res, err := c.sendVia(ctx, cy, data)
-	if errors.Is(err, ErrStaleCycle) || errors.Is(err, ErrHopUnreachable) {
+	if cerr := c.closedErr("send"); cerr != nil && err != nil {
+		return nil, cerr
+	}
+	if ActionFor(err) == ActionRefetch {
 		// The cycle may have been replaced or ended under us (a Primary
-		// that restarted, a clock that drifted): forget it, so that the
-		// next Send fetches the current one.
+		// that restarted, a clock that drifted, a hop gone): forget it, so
+		// that the next Send fetches the current one.
 		c.mu.Lock()
 		if c.cycle == cy {
 			c.cycle = nil
@@ -344,11 +397,23 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	}
 	res := &Result{Cycle: cy.ID, Route: pm.route}
 	first := pm.route[0].Onion
+	budget, err := firstBudget(time.Until(deadlineOf(ctx)), c.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
+	}
+	if budget < MinBudget {
+		return nil, fmt.Errorf("%w: %v left before the deadline", ErrBudget, time.Until(deadlineOf(ctx)))
+	}
+	parts := pm.body(budget)
+	if size := partsLen(parts); size > c.cfg.MaxFrameSize {
+		return nil, fmt.Errorf("ghostcomm: %w: a message of %d bytes makes a frame of %d bytes, limit %d",
+			ErrFrameTooLarge, len(data), size, c.cfg.MaxFrameSize)
+	}
 	start := time.Now()
-	h, body, err := c.pool.roundTrip(ctx, first.Addr(), wire.Message, pm.body(ctx, c.cfg.Timeout))
+	h, body, err := c.pool.RoundTrip(ctx, first.Addr(), wire.Message, parts)
 	res.RoundTrip = time.Since(start)
 	if err != nil {
-		return nil, c.transportError(ctx, first, err)
+		return nil, c.transportError(first, err)
 	}
 	out, err := c.answer(pm, h, body)
 	if err != nil {
@@ -377,14 +442,29 @@ func (c *Client) answer(pm *prepared, h wire.Header, body []byte) ([]byte, error
 }
 
 // transportError attributes a failure to reach or hear from the first hop.
-func (c *Client) transportError(ctx context.Context, first Onion, err error) error {
+func (c *Client) transportError(first Onion, err error) error {
+	hop := func(err error) error { return &HopError{Hop: 1, Onion: first.Addr(), Err: err} }
 	switch {
-	case ctx.Err() != nil:
-		return &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: no answer from the route: %v", ErrHopTimeout, ctx.Err())}
-	case errors.Is(err, ErrClosed):
-		return err
+	case c.closed.Load() || errors.Is(err, ErrClosed):
+		return fmt.Errorf("ghostcomm: send: %w", ErrClosed)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("ghostcomm: send: %w", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return hop(fmt.Errorf("%w: no answer from the route before the deadline: %w", ErrHopTimeout, err))
+	case errors.Is(err, ErrFrameTooLarge):
+		return fmt.Errorf("ghostcomm: send: %w", err)
+	case errors.Is(err, ErrBusy):
+		return hop(err)
 	}
-	return &HopError{Hop: 1, Onion: first.Addr(), Err: fmt.Errorf("%w: %v", ErrHopUnreachable, err)}
+	return hop(fmt.Errorf("%w: %w", ErrHopUnreachable, err))
+}
+
+func partsLen(parts [][]byte) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return n
 }
 
 // verifyResult checks out against the route's output computed locally, when
@@ -420,9 +500,12 @@ func Expected(route []NodeInfo, data []byte) (out []byte, ok bool) {
 	return cur, true
 }
 
-// Close ends the client's streams. It is idempotent.
+// Close ends the client's streams: every Fetch and Send under way returns
+// ErrClosed, and so does every later one. It is idempotent.
 func (c *Client) Close() error {
-	c.pool.close()
+	c.closed.Store(true)
+	c.closeNow()
+	c.pool.Close()
 	return nil
 }
 

@@ -29,8 +29,13 @@ const (
 
 func (c *Client) Prepare(cy *Cycle, data []byte) (*Prepared, error) { return c.prepare(cy, data) }
 
+// Body returns the message frame's body with a budget of nine tenths of
+// the time before ctx's deadline, or of timeout.
 func (pm *prepared) Body(ctx context.Context, timeout time.Duration) [][]byte {
-	return pm.body(ctx, timeout)
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	return pm.body(timeout * 9 / 10)
 }
 
 func (pm *prepared) FirstHop() string { return pm.route[0].Onion.Addr() }
@@ -105,5 +110,21 @@ func (p *Primary) InflightBytes() int64 {
 	p.mu.Lock()
 	n := p.current.nodes[0]
 	p.mu.Unlock()
-	return n.srv.inflightBytes()
+	return n.Stats().BytesHeld
+}
+
+// Reseal returns pm with its data box replaced by data sealed anew for the
+// first hop: the same layers, another data box.
+func (c *Client) Reseal(pm *Prepared, cy *Cycle, data []byte) (*Prepared, error) {
+	k, err := layer.NewKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	box, err := layer.Seal(nil, pm.route[0].pub.Enc, &k, cy.NotBefore.Unix(), data, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	cp := *pm
+	cp.data = box
+	return &cp, nil
 }

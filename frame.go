@@ -30,6 +30,8 @@ func rejectErr(c wire.RejectCode) error {
 		return ErrUnsupportedVersion
 	case wire.RejectClosed:
 		return ErrClosed
+	case wire.RejectBudget:
+		return ErrBudget
 	}
 	return ErrRejected
 }
@@ -51,6 +53,8 @@ func rejectFor(err error) wire.RejectCode {
 		return wire.RejectClosed
 	case errors.Is(err, ErrAuth):
 		return wire.RejectAuth
+	case errors.Is(err, ErrBudget):
+		return wire.RejectBudget
 	}
 	return wire.RejectMalformed
 }

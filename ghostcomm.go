@@ -149,11 +149,14 @@ var (
 	// (introduction or rendezvous failed, client authorization missing...).
 	ErrOnionUnreachable = errors.New("ghostcomm: onion service unreachable")
 
-	// ErrClosed: the Primary, Node or Client was closed.
+	// ErrClosed: the Primary, Node or Client was closed. A Client returns
+	// it from every Fetch and Send that starts after Close, or was under
+	// way when Close was called.
 	ErrClosed = errs.ErrClosed
 
-	// ErrFrameTooLarge: a frame announced a body larger than the limit. The
-	// body was not read.
+	// ErrFrameTooLarge: a frame announced a body larger than the limit (the
+	// body was not read), or a Client's message would make one: Send
+	// returns it before anything is sent.
 	ErrFrameTooLarge = errs.ErrFrameTooLarge
 
 	// ErrMalformed: bytes that do not parse as the expected structure.
@@ -202,6 +205,11 @@ var (
 
 	// ErrBusy: a hop refused the message for lack of capacity.
 	ErrBusy = errs.ErrBusy
+
+	// ErrBudget: the message's budget (the time its sender will wait) was
+	// below MinBudget when it reached a hop, or when the client was about
+	// to send it.
+	ErrBudget = errors.New("ghostcomm: message budget below the floor")
 
 	// ErrVerify: the final result differs from the result the client
 	// expected from the chain's deterministic processors.

@@ -67,7 +67,11 @@ func (hn *hopNet) exchange(t testing.TB, addr string, typ uint8, parts [][]byte)
 }
 
 func TestReplayRefused(t *testing.T) {
-	hn := newHopNet(t, PrimaryConfig{Nodes: 3}, ClientConfig{})
+	// A copy of a message, as a sender would resend it after a broken
+	// stream, gets the first copy's answer and is not processed again; the
+	// same layer with another data box is a replay; so is a copy that
+	// comes after the answer is no longer kept (HopTimeout).
+	hn := newHopNet(t, PrimaryConfig{Nodes: 3, Node: NodeConfig{HopTimeout: 2 * time.Second}}, ClientConfig{})
 	pm, err := hn.client.Prepare(hn.cycle, []byte("once only"))
 	if err != nil {
 		t.Fatal(err)
@@ -77,29 +81,60 @@ func TestReplayRefused(t *testing.T) {
 	body := pm.Body(ctx, time.Second)
 	first := pm.FirstHop()
 
-	h, b, err := hn.exchange(t, first, FrameMessage, body)
+	h, b1, err := hn.exchange(t, first, FrameMessage, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hn.client.Answer(pm, h, b); err != nil {
+	if _, err := hn.client.Answer(pm, h, b1); err != nil {
 		t.Fatalf("first delivery: %v", err)
 	}
-	// The same bytes again, on another stream: the first hop refuses them.
-	h, b, err = hn.exchange(t, first, FrameMessage, body)
+	answered := time.Now()
+	before := hn.primary.Stats().Nodes
+	// The same bytes again, on another stream: the same answer.
+	h, b2, err := hn.exchange(t, first, FrameMessage, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != FrameReply || !bytes.Equal(b1, b2) {
+		t.Fatalf("copy: got frame %d (%d bytes), want the first answer again", h, len(b2))
+	}
+	after := hn.primary.Stats().Nodes
+	if after.Accepted != before.Accepted || after.Duplicates != before.Duplicates+1 {
+		t.Fatalf("copy: accepted %d -> %d, duplicates %d -> %d; want it answered as a duplicate, not processed",
+			before.Accepted, after.Accepted, before.Duplicates, after.Duplicates)
+	}
+
+	// The same layer with a data box of the attacker's choosing.
+	other, err := hn.client.Reseal(pm, hn.cycle, []byte("twice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, b, err := hn.exchange(t, first, FrameMessage, other.Body(ctx, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = hn.client.Answer(pm, h, b)
 	var he *HopError
 	if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrReplay) {
-		t.Fatalf("replay: got %v, want a HopError for hop 1 matching ErrReplay", err)
+		t.Fatalf("replay with another data box: got %v, want a HopError for hop 1 matching ErrReplay", err)
+	}
+
+	// Once the answer is no longer kept, the copy is a replay.
+	time.Sleep(time.Until(answered.Add(2*time.Second + 100*time.Millisecond)))
+	h, b, err = hn.exchange(t, first, FrameMessage, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = hn.client.Answer(pm, h, b)
+	if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrReplay) {
+		t.Fatalf("late replay: got %v, want a HopError for hop 1 matching ErrReplay", err)
 	}
 }
 
 func TestReplayOfInnerLayerRefused(t *testing.T) {
-	// A hop that replays what it forwarded: the second hop refuses it and
-	// the first hop's report, which only the client can read, says so.
-	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{})
+	// A hop that replays what it forwarded, once its successor no longer
+	// keeps the answer: the second hop refuses it.
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2, Node: NodeConfig{HopTimeout: time.Second}}, ClientConfig{})
 	var mu sync.Mutex
 	var captured [][]byte
 	second := hn.cycle.Nodes[1].Onion.Addr()
@@ -125,6 +160,7 @@ func TestReplayOfInnerLayerRefused(t *testing.T) {
 	if err != nil || typ != FrameMessage {
 		t.Fatalf("captured stream: %v %v", typ, err)
 	}
+	time.Sleep(1100 * time.Millisecond)
 	h, b, err := hn.exchange(t, second, FrameMessage, [][]byte{body})
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ package ghostcomm
 // are in internal/layer; the byte layouts in docs/PROTOCOL.md.
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
@@ -62,33 +61,25 @@ func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
 	return pm, nil
 }
 
-// body returns the message frame's body, with a budget of nine tenths of
-// the time left before ctx's deadline, so that a failure further on the
-// route is reported before the client gives up.
-func (pm *prepared) body(ctx context.Context, timeout time.Duration) [][]byte {
-	budget := timeout
-	if d, ok := ctx.Deadline(); ok {
-		budget = time.Until(d)
-	}
-	m := &wire.Msg{BudgetMS: uint32(max(budget*9/10, 0) / time.Millisecond), Layer: pm.onion.Layer, Data: pm.data}
+// body returns the message frame's body, with the given budget.
+func (pm *prepared) body(budget time.Duration) [][]byte {
+	m := &wire.Msg{BudgetMS: budgetMS(budget), Layer: pm.onion.Layer, Data: pm.data}
 	return m.Parts()
 }
 
 // peel opens a hop's onion layer and checks it before anything else is done
-// with the message: the layer must open with the node's key, carry its
-// cycle's timestamp at a time the cycle is valid, and not have been seen
-// before in this cycle. Until the layer opens, nothing said back can be
-// authenticated, so these refusals travel as plain Reject frames; the error
-// says which (ErrAuth, ErrMalformed, ErrStaleCycle, ErrReplay, ErrBusy).
+// with the message: the layer must open with the node's key and carry its
+// cycle's timestamp at a time the cycle is valid. Until the layer opens,
+// nothing said back can be authenticated, so these refusals travel as plain
+// Reject frames; the error says which (ErrAuth, ErrMalformed,
+// ErrStaleCycle). The replay check comes later, once the data box has
+// opened too (Node.relay).
 func (n *Node) peel(m *wire.Msg, now time.Time) (*layer.Peeled, error) {
 	p, err := layer.Peel(n.keys.Dec, m.Layer)
 	if err != nil {
 		return nil, err
 	}
 	if err := n.checkCycle(p.TS, now); err != nil {
-		return nil, err
-	}
-	if err := n.replay.Add(p.Tag); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/replay"
+	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
@@ -61,14 +62,21 @@ type NodeConfig struct {
 
 	// MaxFrameSize bounds a frame's body. Zero: DefaultMaxFrameSize.
 	MaxFrameSize int
-	// MaxConcurrent bounds the messages handled at once. Zero:
+	// MaxConcurrent bounds the messages computed at once (a message
+	// waiting for the rest of its route does not count). Zero:
 	// DefaultMaxConcurrent.
 	MaxConcurrent int
-	// MaxConns bounds the streams kept open. Zero: DefaultMaxConns.
+	// MaxConns bounds the streams kept open; see DefaultMaxConns for what
+	// happens beyond. Zero: DefaultMaxConns.
 	MaxConns int
-	// MaxInflightBytes bounds the frame bodies held in memory at once, over
-	// all streams (at least MaxFrameSize). Zero: DefaultMaxInflightBytes.
+	// MaxInflightBytes bounds the bytes held for messages at once, over all
+	// streams (at least MaxFrameSize plus 8 KiB); see
+	// DefaultMaxInflightBytes. Zero: DefaultMaxInflightBytes.
 	MaxInflightBytes int64
+	// MaxStreamBytes bounds what the messages of one stream hold at once.
+	// Zero: a quarter of MaxInflightBytes (at least MaxFrameSize plus 8
+	// KiB).
+	MaxStreamBytes int64
 	// ReplayCacheSize bounds the replay cache. Zero:
 	// DefaultReplayCacheSize.
 	ReplayCacheSize int
@@ -77,9 +85,14 @@ type NodeConfig struct {
 	// IdleTimeout closes streams that carry nothing for this long. Zero:
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// IOTimeout bounds reading one frame body and writing one frame. Zero:
-	// DefaultIOTimeout.
+	// IOTimeout bounds writing one frame and reading one (see
+	// DefaultIOTimeout). Zero: DefaultIOTimeout.
 	IOTimeout time.Duration
+	// MinReadRate is the slowest, in bytes per second, a frame body may
+	// arrive after IOTimeout. Zero: DefaultMinReadRate.
+	MinReadRate int
+	// DialTimeout bounds one dial of a next hop. Zero: DefaultDialTimeout.
+	DialTimeout time.Duration
 	// PublishTimeout bounds the wait for the onion service's publication
 	// (within NewNode's ctx). Zero: DefaultPublishTimeout.
 	PublishTimeout time.Duration
@@ -90,16 +103,11 @@ type NodeConfig struct {
 	Rand io.Reader
 	// Logger receives debug and warning records. Nil: silent.
 	Logger *slog.Logger
-	// Observer, if set, is called after each message the node handled
-	// (successfully or not), from the handling goroutine.
+	// Observer, if set, is called once for every message frame the node
+	// receives: after it handled the message (successfully or not), or
+	// when it refused it (HopEvent.Refused), from the goroutine that
+	// handled or read it. It must not block.
 	Observer func(HopEvent)
-}
-
-func (c *NodeConfig) limits() serverLimits {
-	return serverLimits{
-		maxFrame: c.MaxFrameSize, maxConcurrent: c.MaxConcurrent, maxConns: c.MaxConns,
-		maxInflight: c.MaxInflightBytes, idle: c.IdleTimeout, ioTimeout: c.IOTimeout,
-	}
 }
 
 // HopEvent describes one message handled by one Node, for operators and for
@@ -123,6 +131,15 @@ type HopEvent struct {
 	Last bool
 	// Err is why the message failed at or after this node, or nil.
 	Err error
+	// Refused reports that the node refused the message before handling
+	// it, with a plain reject; Err says why: ErrBusy, ErrReplay,
+	// ErrStaleCycle, ErrAuth, ErrMalformed, ErrBudget, ErrFrameTooLarge,
+	// ErrUnsupportedVersion or ErrClosed.
+	Refused bool
+	// Duplicate reports that the message was a copy of one the node was
+	// handling or had just answered, sent again after a stream broke: it
+	// got the first copy's answer, and was not processed again.
+	Duplicate bool
 }
 
 func (c *NodeConfig) withDefaults() NodeConfig {
@@ -171,6 +188,12 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 	if d.IOTimeout <= 0 {
 		d.IOTimeout = DefaultIOTimeout
 	}
+	if d.MinReadRate <= 0 {
+		d.MinReadRate = DefaultMinReadRate
+	}
+	if d.DialTimeout <= 0 {
+		d.DialTimeout = DefaultDialTimeout
+	}
 	if d.PublishTimeout <= 0 {
 		d.PublishTimeout = DefaultPublishTimeout
 	}
@@ -193,9 +216,11 @@ type Node struct {
 	onion Onion
 	ts    int64 // the cycle's NotBefore: every layer's Fernet timestamp
 
-	srv    *server
-	pool   *dialPool
-	replay *replay.Cache
+	srv     *transport.Server
+	pool    *transport.Pool
+	replay  *replay.Cache
+	answers *answerTable
+	stats   nodeCounters
 
 	peers atomic.Pointer[[]NodeInfo]
 
@@ -223,6 +248,7 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	}
 	n := &Node{cfg: c, tc: tc, keys: keys, proc: proc, ts: c.NotBefore.Unix()}
 	n.replay = replay.New(c.ReplayCacheSize)
+	n.answers = newAnswerTable(c.MaxInflightBytes/8, c.HopTimeout)
 	empty := []NodeInfo{}
 	n.peers.Store(&empty)
 
@@ -230,8 +256,8 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: node listener: %w", err)
 	}
-	n.pool = newDialPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout)
-	n.srv = newServer(ln, n.handle, c.limits(), c.Logger)
+	n.pool = newPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout, c.DialTimeout, c.Logger)
+	n.srv = transport.NewServer(ln, n.handle, c.serverConfig(n.transportRefused))
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String()}
 	if c.OnionKey != nil {
 		oc.Key = append([]byte(nil), c.OnionKey...)
@@ -240,8 +266,8 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	defer cancel()
 	onion, err := tc.CreateOnion(pctx, oc)
 	if err != nil {
-		n.srv.close()
-		n.pool.close()
+		n.srv.Close()
+		n.pool.Close()
 		return nil, fmt.Errorf("ghostcomm: creating node onion: %w", err)
 	}
 	n.onion = onion
@@ -298,8 +324,8 @@ func (n *Node) Close() error {
 		if errRemove != nil {
 			errRemove = fmt.Errorf("ghostcomm: removing node onion: %w", errRemove)
 		}
-		errSrv := n.srv.close()
-		n.pool.close()
+		errSrv := n.srv.Close()
+		n.pool.Close()
 		n.keys.Wipe()
 		n.replay.Close()
 		n.closeErr = errors.Join(errRemove, errSrv)
@@ -315,31 +341,58 @@ func keyPairOr(k *pgp.Key, name string) (*layer.KeyPair, error) {
 	return layer.GenerateKeyPair(name)
 }
 
-func (n *Node) reject(code wire.RejectCode) (wire.Type, [][]byte) {
+// refuse answers a message with a plain reject, counts it and tells the
+// Observer.
+func (n *Node) refuse(start time.Time, code wire.RejectCode, why error) (wire.Type, [][]byte) {
+	n.stats.refused(code)
+	n.cfg.Logger.Debug("message refused", "code", code, "err", why)
+	if n.cfg.Observer != nil {
+		n.cfg.Observer(HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start,
+			Total: time.Since(start), Refused: true, Err: why})
+	}
 	return wire.Reject, [][]byte{{byte(code)}}
 }
 
+// transportRefused counts and reports a message the transport refused
+// before the node saw it (no room, no work slot, too large).
+func (n *Node) transportRefused(typ wire.Type, why error) {
+	if typ != wire.Message {
+		return
+	}
+	n.refuse(time.Now(), rejectFor(why), why)
+}
+
 // handle answers one frame on the node's onion.
-func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte) {
+func (n *Node) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
 	start := time.Now()
 	now := n.cfg.Clock.Now()
-	if typ != wire.Message {
-		return n.reject(wire.RejectType)
+	if r.Type != wire.Message {
+		return n.refuse(start, wire.RejectType, fmt.Errorf("%w: frame type %v", ErrMalformed, r.Type))
 	}
 	if n.closed.Load() {
-		return n.reject(wire.RejectClosed)
+		return n.refuse(start, wire.RejectClosed, ErrClosed)
 	}
-	m, err := wire.ParseMsg(body)
+	m, err := wire.ParseMsg(r.Body)
 	if err != nil {
-		return n.reject(wire.RejectMalformed)
+		return n.refuse(start, wire.RejectMalformed, err)
+	}
+	if budget := time.Duration(m.BudgetMS) * time.Millisecond; budget < MinBudget {
+		return n.refuse(start, wire.RejectBudget, fmt.Errorf("%w: %v", ErrBudget, budget))
 	}
 	p, err := n.peel(m, now)
 	if err != nil {
-		n.cfg.Logger.Debug("layer refused", "err", err)
-		return n.reject(rejectFor(err))
+		return n.refuse(start, rejectFor(err), err)
 	}
+	n.stats.inflight.Add(1)
+	defer n.stats.inflight.Add(-1)
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
-	typ, parts, err := n.relay(ctx, m, p, &ev)
+	typ, parts, err := n.relay(ctx, r, m, p, &ev)
+	if ev.Refused {
+		return n.refuse(start, rejectFor(err), err)
+	}
+	if err != nil {
+		n.stats.failed.Add(1)
+	}
 	if n.cfg.Observer != nil {
 		ev.Total = time.Since(start)
 		ev.Err = err
@@ -348,14 +401,12 @@ func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Typ
 	return typ, parts
 }
 
-// relay does the work after the layer opened: data, processing, forwarding.
-// Every failure from here on is reported to the client under the layer's
-// error key.
-func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopEvent) (wire.Type, [][]byte, error) {
-	budget := time.Duration(m.BudgetMS) * time.Millisecond
-	if budget <= 0 || budget > n.cfg.HopTimeout {
-		budget = n.cfg.HopTimeout
-	}
+// relay does the work after the layer opened: data, replay check,
+// processing, forwarding. Every failure from the replay check on is reported
+// to the client under the layer's error key; a replay or a full replay
+// cache is refused (ev.Refused) with a plain reject.
+func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *layer.Peeled, ev *HopEvent) (wire.Type, [][]byte, error) {
+	budget := min(time.Duration(m.BudgetMS)*time.Millisecond, n.cfg.HopTimeout)
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 
@@ -370,6 +421,38 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 	if err != nil {
 		return n.report(p, wire.ReportBadData, 0, err)
 	}
+
+	// The replay check comes once the whole message has opened, so that
+	// only a genuine message costs a tag. A copy of a message this node is
+	// handling, or has just answered, sent again because a stream broke,
+	// gets the first copy's answer and is not processed again.
+	call, dup, err := n.answers.begin(p.Tag, m.Data, func() error { return n.replay.Add(p.Tag) })
+	if err != nil {
+		ev.Refused = true
+		return wire.Reject, nil, err
+	}
+	r.Accept()
+	if dup {
+		ev.Duplicate = true
+		n.stats.duplicates.Add(1)
+		if err := r.Park(0); err != nil {
+			return n.report(p, wire.ReportNextTimeout, 0, err)
+		}
+		select {
+		case <-call.done:
+			return call.typ, call.parts, call.err
+		case <-ctx.Done():
+			return n.report(p, wire.ReportNextTimeout, 0, fmt.Errorf("%w: waiting for the first copy: %w", ErrHopTimeout, ctx.Err()))
+		}
+	}
+	n.stats.accepted.Add(1)
+	typ, parts, err := n.process(ctx, r, p, data, ev)
+	n.answers.finish(call, typ, parts, err)
+	return typ, parts, err
+}
+
+// process applies the processor and answers (last hop) or forwards.
+func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peeled, data []byte, ev *HopEvent) (wire.Type, [][]byte, error) {
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
 	if err == nil && len(out) > n.cfg.MaxFrameSize {
@@ -395,6 +478,11 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 		return n.report(p, wire.ReportBadRoute, 0, fmt.Errorf("%w: next hop index %d unknown", ErrMalformed, p.Next))
 	}
 	next := &peers[p.Next]
+	if next.Onion.ServiceID == n.onion.ServiceID {
+		// A route through the same node twice in a row costs it twice and
+		// hides nothing: refused.
+		return n.report(p, wire.ReportBadRoute, 0, fmt.Errorf("%w: this node as its own next hop", ErrMalformed))
+	}
 	k, err := layer.NewKey(n.cfg.Rand)
 	if err != nil {
 		return n.report(p, wire.ReportProcessing, 0, err)
@@ -405,25 +493,35 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 	}
 	ev.Process = time.Since(ev.Start)
 
-	// Leave a tenth of our budget to report a failure of the next hop
-	// before the previous hop gives up on us.
-	remaining := budget
-	if d, ok := ctx.Deadline(); ok {
-		remaining = time.Until(d)
+	remaining := time.Until(deadlineOf(ctx))
+	fwd := forwardBudget(remaining)
+	if fwd < MinBudget {
+		return n.report(p, wire.ReportNextTimeout, 0, fmt.Errorf("%w: %v left for the rest of the route", ErrHopTimeout, remaining))
 	}
-	fwd := remaining * 9 / 10
 	fctx, fcancel := context.WithTimeout(ctx, fwd)
 	defer fcancel()
-	out2 := &wire.Msg{BudgetMS: uint32(fwd / time.Millisecond), Layer: p.Inner, Data: box}
-	h, body, err := n.pool.roundTrip(fctx, next.Onion.Addr(), wire.Message, out2.Parts())
+	msg := &wire.Msg{BudgetMS: budgetMS(fwd), Layer: p.Inner, Data: box}
+	parts := msg.Parts()
+	// From here the node only waits: give back the work slot, and hold
+	// only the forwarded message (kept to send again if a stream breaks).
+	if err := r.Park(len(p.Inner) + len(box)); err != nil {
+		return n.report(p, wire.ReportNextRejected, byte(wire.RejectBusy), err)
+	}
+	h, body, err := n.pool.RoundTrip(fctx, next.Onion.Addr(), wire.Message, parts)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrClosed):
+		return wire.Reject, [][]byte{{byte(wire.RejectClosed)}}, err
 	case errors.Is(err, ErrOnionNotFound):
-		return n.report(p, wire.ReportNextNotFound, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+		return n.report(p, wire.ReportNextNotFound, 0, fmt.Errorf("%w: %w", ErrHopUnreachable, err))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return n.report(p, wire.ReportNextTimeout, 0, fmt.Errorf("%w: %v", ErrHopTimeout, err))
+		return n.report(p, wire.ReportNextTimeout, 0, fmt.Errorf("%w: %w", ErrHopTimeout, err))
+	case errors.Is(err, ErrBusy):
+		return n.report(p, wire.ReportNextRejected, byte(wire.RejectBusy), fmt.Errorf("next hop: %w", err))
+	case errors.Is(err, ErrFrameTooLarge):
+		return n.report(p, wire.ReportNextRejected, byte(wire.RejectTooLarge), fmt.Errorf("next hop: %w", err))
 	default:
-		return n.report(p, wire.ReportNextUnreached, 0, fmt.Errorf("%w: %v", ErrHopUnreachable, err))
+		return n.report(p, wire.ReportNextUnreached, 0, fmt.Errorf("%w: %w", ErrHopUnreachable, err))
 	}
 	switch h.Type {
 	case wire.Reply:
@@ -433,6 +531,12 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 		return n.report(p, wire.ReportNextRejected, byte(code), fmt.Errorf("next hop: %w", rejectErr(code)))
 	}
 	return n.report(p, wire.ReportNextBrokeReply, 0, fmt.Errorf("%w: next hop answered with %v", ErrMalformed, h.Type))
+}
+
+// deadlineOf returns ctx's deadline; every context here has one.
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 // report answers with a failure report only the client can open.

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
@@ -138,7 +140,9 @@ type Primary struct {
 	dialer Dialer
 	keys   *layer.KeyPair
 	onion  Onion
-	srv    *server
+	srv    *transport.Server
+
+	payloads, payloadsRefused, rotations atomic.Uint64
 
 	rotating sync.Mutex // serializes rotations
 
@@ -191,7 +195,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, fmt.Errorf("ghostcomm: primary listener: %w", err)
 	}
 	nc := c.Node.withDefaults()
-	p.srv = newServer(ln, p.handle, nc.limits(), c.Logger)
+	p.srv = transport.NewServer(ln, p.handle, nc.serverConfig(func(wire.Type, error) { p.payloadsRefused.Add(1) }))
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
 	var onion Onion
 	err = retry(ctx, c.Logger, "primary onion", func() (err error) {
@@ -201,7 +205,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return err
 	})
 	if err != nil {
-		p.srv.close()
+		p.srv.Close()
 		first.close()
 		return nil, fmt.Errorf("ghostcomm: creating primary onion: %w", err)
 	}
@@ -288,6 +292,7 @@ func (p *Primary) Rotate(ctx context.Context) error {
 	p.retiring[old] = p.cfg.Clock.AfterFunc(retireAt.Sub(now), func() { p.retire(old) })
 	p.scheduleRotation()
 	p.mu.Unlock()
+	p.rotations.Add(1)
 	p.cfg.Logger.Info("lock-cycle rotated", "cycle", fmt.Sprintf("%x", next.cycle.ID), "retire_old_at", retireAt)
 	return nil
 }
@@ -428,16 +433,37 @@ func (c *Cycle) clone() *Cycle {
 }
 
 // handle answers a client's payload request.
-func (p *Primary) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte) {
-	if typ != wire.PayloadRequest {
+func (p *Primary) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
+	if r.Type != wire.PayloadRequest {
+		p.payloadsRefused.Add(1)
 		return wire.Reject, [][]byte{{byte(wire.RejectType)}}
 	}
-	box, err := p.answer(body)
+	box, err := p.answer(r.Body)
 	if err != nil {
+		p.payloadsRefused.Add(1)
 		p.cfg.Logger.Debug("payload request refused", "err", err)
 		return wire.Reject, [][]byte{{byte(rejectFor(err))}}
 	}
+	p.payloads.Add(1)
 	return wire.PayloadResponse, [][]byte{box}
+}
+
+// Stats returns the Primary's counters and its live nodes'.
+func (p *Primary) Stats() PrimaryStats {
+	s := PrimaryStats{Payloads: p.payloads.Load(), PayloadsRefused: p.payloadsRefused.Load(),
+		Streams: int64(p.srv.Stats().Streams), Rotations: p.rotations.Load()}
+	p.mu.Lock()
+	cycles := []*cycleState{p.current}
+	for cs := range p.retiring {
+		cycles = append(cycles, cs)
+	}
+	p.mu.Unlock()
+	for _, cs := range cycles {
+		for _, n := range cs.nodes {
+			s.Nodes.Add(n.Stats())
+		}
+	}
+	return s
 }
 
 func (p *Primary) answer(body []byte) ([]byte, error) {
@@ -493,7 +519,7 @@ func (p *Primary) Close() error {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		errs := []error{p.srv.close()}
+		errs := []error{p.srv.Close()}
 		if err := p.tc.RemoveOnion(ctx, p.onion.ServiceID); err != nil {
 			errs = append(errs, fmt.Errorf("ghostcomm: removing primary onion: %w", err))
 		}

@@ -42,6 +42,8 @@ const (
 	Message         Type = 3 // to a hop
 	Reply           Type = 4 // from a hop: an opaque Fernet token
 	Reject          Type = 5 // from a hop that could not open its layer
+	Ping            Type = 6 // liveness probe, empty body; answered at once
+	Pong            Type = 7 // answer to a Ping, same stream id, empty body
 )
 
 // String names the frame type.
@@ -57,6 +59,10 @@ func (t Type) String() string {
 		return "reply"
 	case Reject:
 		return "reject"
+	case Ping:
+		return "ping"
+	case Pong:
+		return "pong"
 	}
 	return fmt.Sprintf("frame-type-%d", uint8(t))
 }
@@ -220,6 +226,7 @@ const (
 	RejectVersion   RejectCode = 7
 	RejectClosed    RejectCode = 8
 	RejectType      RejectCode = 9
+	RejectBudget    RejectCode = 10 // the message's budget is below the hop's floor
 )
 
 // ReportCode is the first byte of a hop's failure report: a Fernet token
