@@ -128,3 +128,12 @@ func (c *Client) Reseal(pm *Prepared, cy *Cycle, data []byte) (*Prepared, error)
 	cp.data = box
 	return &cp, nil
 }
+
+// PrepareRoute builds a message for any route, loops included, as an
+// attacker holding the payload could.
+func (c *Client) PrepareRoute(cy *Cycle, route []int, data []byte) (*Prepared, error) {
+	return c.prepareRoute(cy, route, data)
+}
+
+// BodyBudget returns the message frame's body with the given budget.
+func (pm *prepared) BodyBudget(budget time.Duration) [][]byte { return pm.body(budget) }

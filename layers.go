@@ -28,6 +28,12 @@ func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.prepareRoute(cy, route, data)
+}
+
+// prepareRoute builds a message's layers for route, indexes into cy.Nodes
+// that the caller has checked.
+func (c *Client) prepareRoute(cy *Cycle, route []int, data []byte) (*prepared, error) {
 	hops := make([]*layer.PublicKey, len(route))
 	next := make([]byte, len(route)-1)
 	pm := &prepared{route: make([]NodeInfo, len(route))}
@@ -38,6 +44,7 @@ func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
 			next[i-1] = byte(idx)
 		}
 	}
+	var err error
 	pad := 0
 	if extra := c.cfg.PadHops - len(route); extra > 0 {
 		n, err := rand.Int(c.cfg.Rand, big.NewInt(int64(extra*LayerOverhead+1)))

@@ -165,6 +165,7 @@ func (p *Pool) RoundTrip(ctx context.Context, addr string, typ wire.Type, parts 
 // hold a caller hostage: the caller starts a new dial, which later callers
 // share in turn.
 func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
+	hedged := false // each caller starts at most one dial of its own
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -190,9 +191,13 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 		if dl, ok := ctx.Deadline(); ok {
 			wait = min(wait, time.Until(dl)/2)
 		}
+		wait = max(wait, time.Until(d.start.Add(minHedge)))
+		if hedged {
+			wait = time.Duration(1<<63 - 1)
+		}
 		p.mu.Unlock()
 
-		t := time.NewTimer(max(wait, 0))
+		t := time.NewTimer(wait)
 		select {
 		case <-d.done:
 			t.Stop()
@@ -201,6 +206,7 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 		case <-t.C:
 			p.mu.Lock()
 			if ps.dial == d && !p.closed {
+				hedged = true
 				p.hedged.Add(1)
 				p.startDialLocked(addr, ps)
 			}
@@ -226,6 +232,10 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 	}
 }
 
+// minHedge is the least time a dial is given before a caller starts
+// another.
+const minHedge = 250 * time.Millisecond
+
 // hedgeAfterLocked is how long a dial may take before callers stop waiting
 // for it alone: four times the recent dial time, between 250 ms and a
 // quarter of the dial timeout; 5 s before any dial has succeeded.
@@ -234,7 +244,7 @@ func (p *Pool) hedgeAfterLocked() time.Duration {
 	if p.dialEW > 0 {
 		d = 4 * p.dialEW
 	}
-	return min(max(d, 250*time.Millisecond), p.cfg.DialTimeout/4)
+	return min(max(d, minHedge), p.cfg.DialTimeout/4)
 }
 
 func (p *Pool) startDialLocked(addr string, ps *peer) *dialCall {
