@@ -372,7 +372,7 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 	}
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
-	if err == nil && len(out) > n.cfg.MaxFrameSize {
+	if err == nil && (len(out) > n.cfg.MaxFrameSize || p.Next < 0 && layer.AnswerSize(len(out)) > n.cfg.MaxFrameSize) {
 		err = fmt.Errorf("output of %d bytes exceeds the frame limit", len(out))
 	}
 	if err != nil {
@@ -382,7 +382,7 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 
 	if p.Next < 0 {
 		key := p.Key.Derive(layer.PurposeReply)
-		tok, err := layer.FernetSeal(nil, &key, n.ts, out)
+		tok, err := layer.SealAnswer(nil, &key, n.ts, out)
 		if err != nil {
 			return n.report(p, wire.ReportProcessing, 0, err)
 		}
@@ -439,7 +439,7 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 func (n *Node) report(p *layer.Peeled, code wire.ReportCode, detail byte, cause error) (wire.Type, [][]byte, error) {
 	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
 	key := p.Key.Derive(layer.PurposeError)
-	tok, err := layer.FernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
+	tok, err := layer.SealAnswer(nil, &key, n.ts, []byte{byte(code), detail})
 	if err != nil {
 		return wire.Reject, [][]byte{{byte(wire.RejectMalformed)}}, errors.Join(cause, err)
 	}
