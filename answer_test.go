@@ -87,3 +87,14 @@ func TestOpenReplyRefusesBadPadding(t *testing.T) {
 		}
 	}
 }
+
+// With the default frame limit, the last hop answers results of up to 3 MiB:
+// the padded reply of 3 MiB fits a frame, that of one byte more does not.
+func TestDefaultFrameLimitHoldsThreeMiBResult(t *testing.T) {
+	if got := layer.AnswerSize(3 << 20); got > DefaultMaxFrameSize {
+		t.Fatalf("a 3 MiB result's reply is %d bytes, over the %d-byte frame limit", got, DefaultMaxFrameSize)
+	}
+	if got := layer.AnswerSize(3<<20 + 1); got <= DefaultMaxFrameSize {
+		t.Fatalf("a result of 3 MiB + 1 has a reply of %d bytes, within the frame limit", got)
+	}
+}
