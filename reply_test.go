@@ -139,6 +139,7 @@ func TestRelayedReplySizesHideOutcome(t *testing.T) {
 		t.Fatalf("partitioned hop 3: got %v", err)
 	}
 	sizes := tap.replySizes(t)
+	t.Logf("hop 1 relayed results of 0..256 bytes as %d bytes, of 257..1024 as %d, hop 2's failure report as %v", smallest, bigger, sizes)
 	if len(sizes) != 1 || sizes[0] != smallest {
 		t.Fatalf("hop 2's failure report relayed as %v bytes, a short result as %d", sizes, smallest)
 	}
