@@ -103,34 +103,48 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 }
 
 // openReply opens the answer: the last hop's result under the reply key, or
-// a hop's failure report under that hop's error key.
+// a hop's failure report under that hop's error key. Both are padded to a
+// size bucket (layer.SealAnswer); the key that opens the token names the hop
+// that wrote it, and an answer whose padding is not exactly the one
+// layer.SealAnswer makes is that hop's error, matching ErrMalformed.
 func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte, error) {
 	n := len(o.Keys)
 	rk := o.Keys[n-1].Derive(layer.PurposeReply)
-	if out, _, err := layer.FernetOpen(&rk, tok); err == nil {
+	if p, _, err := layer.FernetOpen(&rk, tok); err == nil {
+		out, err := layer.UnpadAnswer(p)
+		if err != nil {
+			return nil, hopError(route, n-1, err)
+		}
 		return out, nil
 	}
 	for i := n - 1; i >= 0; i-- {
 		ek := o.Keys[i].Derive(layer.PurposeError)
-		msg, _, err := layer.FernetOpen(&ek, tok)
+		p, _, err := layer.FernetOpen(&ek, tok)
 		if err != nil {
 			continue
+		}
+		msg, err := layer.UnpadAnswer(p)
+		if err != nil {
+			return nil, hopError(route, i, err)
 		}
 		return nil, reportError(i, route, msg)
 	}
 	return nil, fmt.Errorf("%w: the answer opens with none of this message's keys", ErrAuth)
 }
 
+// hopError is a *HopError about the route's hop j (0-based).
+func hopError(route []NodeInfo, j int, err error) error {
+	addr := ""
+	if j < len(route) {
+		addr = route[j].Onion.Addr()
+	}
+	return &HopError{Hop: j + 1, Onion: addr, Err: err}
+}
+
 // reportError turns hop i's (0-based) failure report into a *HopError about
 // the hop it concerns.
 func reportError(i int, route []NodeInfo, msg []byte) error {
-	hop := func(j int, err error) error {
-		addr := ""
-		if j < len(route) {
-			addr = route[j].Onion.Addr()
-		}
-		return &HopError{Hop: j + 1, Onion: addr, Err: err}
-	}
+	hop := func(j int, err error) error { return hopError(route, j, err) }
 	if len(msg) != 2 {
 		return hop(i, fmt.Errorf("%w: failure report of %d bytes", ErrMalformed, len(msg)))
 	}

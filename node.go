@@ -455,7 +455,7 @@ func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *
 func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peeled, data []byte, ev *HopEvent) (wire.Type, [][]byte, error) {
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
-	if err == nil && len(out) > n.cfg.MaxFrameSize {
+	if err == nil && (len(out) > n.cfg.MaxFrameSize || p.Next < 0 && layer.AnswerSize(len(out)) > n.cfg.MaxFrameSize) {
 		err = fmt.Errorf("output of %d bytes exceeds the frame limit", len(out))
 	}
 	if err != nil {
@@ -465,7 +465,7 @@ func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peele
 
 	if p.Next < 0 {
 		key := p.Key.Derive(layer.PurposeReply)
-		tok, err := layer.FernetSeal(nil, &key, n.ts, out)
+		tok, err := layer.SealAnswer(nil, &key, n.ts, out)
 		if err != nil {
 			return n.report(p, wire.ReportProcessing, 0, err)
 		}
@@ -543,7 +543,7 @@ func deadlineOf(ctx context.Context) time.Time {
 func (n *Node) report(p *layer.Peeled, code wire.ReportCode, detail byte, cause error) (wire.Type, [][]byte, error) {
 	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
 	key := p.Key.Derive(layer.PurposeError)
-	tok, err := layer.FernetSeal(nil, &key, n.ts, []byte{byte(code), detail})
+	tok, err := layer.SealAnswer(nil, &key, n.ts, []byte{byte(code), detail})
 	if err != nil {
 		return wire.Reject, [][]byte{{byte(wire.RejectMalformed)}}, errors.Join(cause, err)
 	}

@@ -74,13 +74,19 @@ type vectors struct {
 		Token     hexBytes `json:"token"`
 		Timestamp int64    `json:"timestamp"`
 		Plaintext hexBytes `json:"plaintext"`
+		Padded    hexBytes `json:"padded"` // the token's plaintext
 	} `json:"reply"`
 
 	Report struct {
-		Key   hexBytes `json:"key"`
-		Token hexBytes `json:"token"`
-		Code  int      `json:"code"`
+		Key    hexBytes `json:"key"`
+		Token  hexBytes `json:"token"`
+		Code   int      `json:"code"`
+		Padded hexBytes `json:"padded"`
 	} `json:"report"`
+
+	// AnswerSizes gives, for answers of some lengths, the size of the
+	// token that carries them (the bucket plus 73).
+	AnswerSizes []answerSize `json:"answer_sizes"`
 
 	Frame struct {
 		Bytes    hexBytes `json:"bytes"`
@@ -212,14 +218,31 @@ func TestVectors(t *testing.T) {
 	t.Run("reply", func(t *testing.T) {
 		var k layer.Key
 		copy(k[:], v.Reply.Key)
-		msg, ts, err := layer.FernetOpen(&k, v.Reply.Token)
-		if err != nil || !bytes.Equal(msg, v.Reply.Plaintext) || ts != v.Reply.Timestamp {
+		p, ts, err := layer.FernetOpen(&k, v.Reply.Token)
+		if err != nil || !bytes.Equal(p, v.Reply.Padded) || ts != v.Reply.Timestamp {
+			t.Fatalf("reply: %v", err)
+		}
+		msg, err := layer.UnpadAnswer(p)
+		if err != nil || !bytes.Equal(msg, v.Reply.Plaintext) {
 			t.Fatalf("reply: %v", err)
 		}
 		copy(k[:], v.Report.Key)
-		msg, _, err = layer.FernetOpen(&k, v.Report.Token)
+		p, _, err = layer.FernetOpen(&k, v.Report.Token)
+		if err != nil || !bytes.Equal(p, v.Report.Padded) {
+			t.Fatalf("report: %v", err)
+		}
+		msg, err = layer.UnpadAnswer(p)
 		if err != nil || len(msg) != 2 || int(msg[0]) != v.Report.Code {
 			t.Fatalf("report: %v %x", err, msg)
+		}
+		// A short result and a failure report: tokens of one size.
+		if len(v.Reply.Token) != len(v.Report.Token) || len(v.Report.Token) != layer.AnswerSize(2) {
+			t.Fatalf("reply token of %d bytes, report token of %d", len(v.Reply.Token), len(v.Report.Token))
+		}
+		for _, a := range v.AnswerSizes {
+			if got := layer.AnswerSize(a.Length); got != a.TokenSize {
+				t.Errorf("answer of %d bytes: token of %d bytes, vector says %d", a.Length, got, a.TokenSize)
+			}
 		}
 	})
 
@@ -306,6 +329,40 @@ func TestVectors(t *testing.T) {
 	})
 }
 
+type answerSize struct {
+	Length    int `json:"length"`
+	TokenSize int `json:"token_size"`
+}
+
+// generateAnswerVectors seals v's reply and report under their keys, and
+// lists the token sizes of answers around the bucket edges.
+func generateAnswerVectors(t *testing.T, v *vectors) {
+	var err error
+	var k layer.Key
+	copy(k[:], v.Reply.Key)
+	if v.Reply.Padded, err = layer.PadAnswer(v.Reply.Plaintext); err != nil {
+		t.Fatal(err)
+	}
+	if v.Reply.Token, err = layer.FernetSeal(nil, &k, v.Reply.Timestamp, v.Reply.Padded); err != nil {
+		t.Fatal(err)
+	}
+	copy(k[:], v.Report.Key)
+	if v.Report.Padded, err = layer.PadAnswer([]byte{byte(v.Report.Code), 0}); err != nil {
+		t.Fatal(err)
+	}
+	if v.Report.Token, err = layer.FernetSeal(nil, &k, v.Reply.Timestamp, v.Report.Padded); err != nil {
+		t.Fatal(err)
+	}
+	var fb bytes.Buffer
+	wire.WriteFrame(&fb, wire.Reply, 7, v.Reply.Token)
+	v.Frame.Bytes, v.Frame.Type, v.Frame.StreamID, v.Frame.Body = fb.Bytes(), int(wire.Reply), 7, v.Reply.Token
+
+	v.AnswerSizes = nil
+	for _, n := range []int{0, 2, 256, 257, 1 << 10, 1<<10 + 1, 4<<10 + 1, 16<<10 + 1, 64<<10 + 1, 256<<10 + 1, 1 << 20, 1<<20 + 1, 3 << 20} {
+		v.AnswerSizes = append(v.AnswerSizes, answerSize{n, layer.AnswerSize(n)})
+	}
+}
+
 // generateVectors writes testdata/vectors.json from fresh keys.
 func generateVectors(t *testing.T) {
 	var v vectors
@@ -360,14 +417,9 @@ func generateVectors(t *testing.T) {
 	on.ReplyKey = rk[:]
 
 	v.Reply.Key, v.Reply.Timestamp, v.Reply.Plaintext = rk[:], ts, []byte("the route's result")
-	if v.Reply.Token, err = layer.FernetSeal(nil, &rk, ts, v.Reply.Plaintext); err != nil {
-		t.Fatal(err)
-	}
 	ek := o.Keys[1].Derive(layer.PurposeError)
 	v.Report.Key, v.Report.Code = ek[:], int(wire.ReportNextNotFound)
-	if v.Report.Token, err = layer.FernetSeal(nil, &ek, ts, []byte{byte(wire.ReportNextNotFound), 0}); err != nil {
-		t.Fatal(err)
-	}
+	generateAnswerVectors(t, &v)
 
 	dk, _ := layer.NewKey(rand.Reader)
 	data, err := layer.Seal(nil, kps["node0"].Enc, &dk, ts, []byte("data for hop 1"), rand.Reader)
@@ -376,10 +428,6 @@ func generateVectors(t *testing.T) {
 	}
 	m := &wire.Msg{BudgetMS: 27000, Layer: o.Layer, Data: data}
 	v.Message.Bytes, v.Message.BudgetMS, v.Message.Layer, v.Message.Data = bytes.Join(m.Parts(), nil), m.BudgetMS, m.Layer, m.Data
-
-	var fb bytes.Buffer
-	wire.WriteFrame(&fb, wire.Reply, 7, v.Reply.Token)
-	v.Frame.Bytes, v.Frame.Type, v.Frame.StreamID, v.Frame.Body = fb.Bytes(), int(wire.Reply), 7, v.Reply.Token
 
 	req := payloadRequest{client: kps["client"].Raw}
 	rand.Read(req.nonce[:])

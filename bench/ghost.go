@@ -185,7 +185,8 @@ type hopResult struct {
 // hop is what node.handle and node.relay do to a message, without the
 // network: peel, check the cycle and the replay set, open the data, process
 // it, then either seal the output for the next hop with a fresh key or, at
-// the last hop, seal the reply for the client under the derived reply key.
+// the last hop, pad the reply to its size bucket and seal it for the client
+// under the derived reply key.
 func (r *route) hop(i int, rs *replaySet, in message, rnd io.Reader) (hopResult, error) {
 	p, d, err := r.peel(i, in)
 	if err != nil {
@@ -204,7 +205,7 @@ func (r *route) hop(i int, rs *replaySet, in message, rnd io.Reader) (hopResult,
 	}
 	if p.Next < 0 {
 		key := p.Key.Derive(layer.PurposeReply)
-		res.reply, err = layer.FernetSeal(nil, &key, r.ts, data)
+		res.reply, err = layer.SealAnswer(nil, &key, r.ts, data)
 		return res, err
 	}
 	if p.Next >= len(r.pubs) {
@@ -223,11 +224,14 @@ func (r *route) hop(i int, rs *replaySet, in message, rnd io.Reader) (hopResult,
 }
 
 // openReply is Client.openReply on success: the last hop's reply under the
-// reply key derived from its layer key.
+// reply key derived from its layer key, padded to its size bucket.
 func openReply(o *layer.Onion, tok []byte) ([]byte, error) {
 	rk := o.Keys[len(o.Keys)-1].Derive(layer.PurposeReply)
-	out, _, err := layer.FernetOpen(&rk, tok)
-	return out, err
+	p, _, err := layer.FernetOpen(&rk, tok)
+	if err != nil {
+		return nil, err
+	}
+	return layer.UnpadAnswer(p)
 }
 
 // roundTrip is all the cryptography one message costs on an n-hop route:

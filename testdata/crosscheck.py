@@ -3,8 +3,9 @@
 
 Python's standard library only (no AES), so it checks what it can: the
 built-in hash processor, the HKDF-SHA256 key derivations, the Fernet HMACs
-and timestamps, the frame header, and the fixed PKESK prefix. Run from the
-repository root:  python3 testdata/crosscheck.py
+and timestamps, the padding of answers and their token sizes, the frame
+header, and the fixed PKESK prefix. Run from the repository root:
+python3 testdata/crosscheck.py
 """
 import hashlib
 import hmac
@@ -49,6 +50,32 @@ def check_fernet(key_hex, tok_hex, ts=None):
 
 check_fernet(v["reply"]["key"], v["reply"]["token"], v["reply"]["timestamp"])
 check_fernet(v["report"]["key"], v["report"]["token"])
+
+
+def bucket(n):
+    """The size an answer of n bytes is padded to (docs/PROTOCOL.md, Reply)."""
+    for b in (256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20):
+        if n <= b:
+            return b
+    return -(-n // (1 << 20)) * (1 << 20)
+
+
+def token_size(plaintext_len):
+    return 57 + 16 * (plaintext_len // 16 + 1)  # PKCS#7 adds 1..16 bytes
+
+
+def check_answer(padded_hex, tok_hex, answer):
+    p = bytes.fromhex(padded_hex)
+    n = int.from_bytes(p[:4], "big")
+    assert p[4:4 + n] == answer and len(p) == 4 + bucket(n) and not any(p[4 + n:]), padded_hex
+    assert len(bytes.fromhex(tok_hex)) == token_size(len(p)) == bucket(n) + 73
+
+
+check_answer(v["reply"]["padded"], v["reply"]["token"], bytes.fromhex(v["reply"]["plaintext"]))
+check_answer(v["report"]["padded"], v["report"]["token"], bytes([v["report"]["code"], 0]))
+assert len(v["reply"]["token"]) == len(v["report"]["token"])  # a short result looks like a report
+for a in v["answer_sizes"]:
+    assert a["token_size"] == token_size(4 + bucket(a["length"])), a
 check_fernet(v["sealed_box"]["key"], v["sealed_box"]["box"][96 * 2:], v["sealed_box"]["timestamp"])
 
 f = bytes.fromhex(v["frame"]["bytes"])
