@@ -25,6 +25,7 @@ const (
 	FrameReject    = uint8(wire.Reject)
 	RejectReplay   = uint8(wire.RejectReplay)
 	RejectTooLarge = uint8(wire.RejectTooLarge)
+	RejectBusy     = uint8(wire.RejectBusy)
 )
 
 func (c *Client) Prepare(cy *Cycle, data []byte) (*Prepared, error) { return c.prepare(cy, data) }
@@ -137,3 +138,9 @@ func (c *Client) PrepareRoute(cy *Cycle, route []int, data []byte) (*Prepared, e
 
 // BodyBudget returns the message frame's body with the given budget.
 func (pm *prepared) BodyBudget(budget time.Duration) [][]byte { return pm.body(budget) }
+
+// ReadFrameID reads one frame and returns its stream id too.
+func ReadFrameID(r io.Reader, max int) (typ uint8, body []byte, id uint32, err error) {
+	h, b, err := wire.ReadFrame(r, max)
+	return uint8(h.Type), b, h.ID, err
+}

@@ -446,32 +446,3 @@ func TestInflightBytesBounded(t *testing.T) {
 		t.Fatalf("held message: %v", err)
 	}
 }
-
-func TestMaxConns(t *testing.T) {
-	hn := newHopNet(t, PrimaryConfig{Nodes: 1, Node: NodeConfig{MaxConns: 2}}, ClientConfig{})
-	addr := hn.cycle.Nodes[0].Onion.Addr()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dial := func() net.Conn {
-		c, err := hn.net.Dialer().DialContext(ctx, "tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a, b := dial(), dial()
-	// Both are served: a frame on each gets an answer (a reject, here).
-	for _, c := range []net.Conn{a, b} {
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		WriteFrame(c, 99, 1, []byte("x"))
-		if typ, _, err := ReadFrame(c, 1<<20); err != nil || typ != FrameReject {
-			t.Fatalf("served stream: %v %v", typ, err)
-		}
-	}
-	c := dial()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Fatal("a third stream was kept open")
-	}
-}
