@@ -719,4 +719,3 @@ func TestNoMessageLostToSeversAndStalledDials(t *testing.T) {
 		t.Errorf("%d× %s", n, msg)
 	}
 }
-

@@ -106,4 +106,3 @@ func loggerOr(l *slog.Logger) *slog.Logger {
 	}
 	return l
 }
-
