@@ -58,11 +58,11 @@ const (
 const MinBudget = 100 * time.Millisecond
 
 // forwardBudget is what a hop with remaining time left passes on to the next
-// hop: all but a margin of 1/64 of it, at least 20 ms, in which the hop can
+// hop: all but a margin of 1/128 of it, at least 10 ms, in which the hop can
 // still report a failure of the rest of the route before its own
-// predecessor gives up.
+// predecessor gives up. From any first budget of 5 s or more, 255 hops fit.
 func forwardBudget(remaining time.Duration) time.Duration {
-	return remaining - max(remaining/64, 20*time.Millisecond)
+	return remaining - max(remaining/128, 10*time.Millisecond)
 }
 
 // firstBudget is the budget a client gives the first hop: a uniformly random

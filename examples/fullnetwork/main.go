@@ -52,6 +52,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "overall time limit (default: 30s on the fake Tor, 5m on a real one)")
 	verbose := fs.Bool("v", false, "log what the library does")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fullnetwork: unexpected argument %q (the message goes in -msg)\n", fs.Arg(0))
 		return 2
 	}
 	if *hops < 1 || *hops > 255 {
@@ -164,7 +171,19 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		return err
 	}
 	fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	printStats(out, primary.Stats())
 	return nil
+}
+
+// printStats prints the counters an operator watches.
+func printStats(out io.Writer, s ghostcomm.PrimaryStats) {
+	n := s.Nodes
+	fmt.Fprintf(out, "\nPrimary   %d payloads answered, %d refused, %d streams open\n", s.Payloads, s.PayloadsRefused, s.Streams)
+	fmt.Fprintf(out, "Nodes     %d accepted, %d failed, %d duplicates answered, %d refused (busy %d, replay %d, stale %d, auth %d, malformed %d, budget %d)\n",
+		n.Accepted, n.Failed, n.Duplicates, n.Refused.Total(), n.Refused.Busy, n.Refused.Replay, n.Refused.Stale,
+		n.Refused.Auth, n.Refused.Malformed, n.Refused.Budget)
+	fmt.Fprintf(out, "          %d in flight, %d bytes held, %d streams in, %d out; %d dials (%d failed), %d resends\n",
+		n.InFlight, n.BytesHeld, n.Streams, n.OutStreams, n.Dials, n.DialFailures, n.Resends)
 }
 
 func printable(b []byte) string {

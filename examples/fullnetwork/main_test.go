@@ -14,7 +14,7 @@ import (
 )
 
 func TestFullNetworkOnFakeTor(t *testing.T) {
-	for _, hops := range []int{1, 3, 8} {
+	for _, hops := range []int{1, 3, 8, 255} {
 		t.Run(fmt.Sprint(hops), func(t *testing.T) {
 			var out, errOut bytes.Buffer
 			code := run([]string{"-hops", fmt.Sprint(hops), "-msg", "test message"}, &out, &errOut)
@@ -33,12 +33,25 @@ func TestFullNetworkOnFakeTor(t *testing.T) {
 			if strings.Count(s, ".onion:80") < hops+1 {
 				t.Fatalf("onion addresses missing:\n%s", s)
 			}
+			if want := fmt.Sprintf("Nodes     %d accepted, 0 failed", hops); !strings.Contains(s, want) {
+				t.Fatalf("counters missing (want %q):\n%s", want, s)
+			}
 		})
 	}
 }
 
+func TestFullNetworkHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
+		t.Fatalf("-h: exit %d, want 0", code)
+	}
+	if !strings.Contains(errOut.String(), "-hops") {
+		t.Fatalf("-h printed no usage:\n%s", &errOut)
+	}
+}
+
 func TestFullNetworkBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-hops", "0"}, {"-hops", "256"}, {"-tor", "nonsense"}, {"-nosuchflag"}} {
+	for _, args := range [][]string{{"-hops", "0"}, {"-hops", "256"}, {"-tor", "nonsense"}, {"-nosuchflag"}, {"hello"}, {"-hops", "3", "extra"}} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
