@@ -22,7 +22,7 @@ import (
 // slowSpec is an identity processor that sleeps d on input starting with
 // "slow", at the nodes for which slow is set.
 func slowKind(t *testing.T) {
-	registerOnce(t, ProcessorKind{Name: "test-slow", Deterministic: true, New: func(p map[string]string) (Processor, error) {
+	registerOnce(t, ProcessorKind{Name: "test-slow-marked", Deterministic: true, New: func(p map[string]string) (Processor, error) {
 		d, err := time.ParseDuration(p["sleep"])
 		if err != nil {
 			return nil, err
@@ -42,7 +42,7 @@ func slowAt(node int, d time.Duration) func(int, io.Reader) ProcessorSpec {
 		if i == node {
 			sleep = d.String()
 		}
-		return ProcessorSpec{Name: "test-slow", Params: map[string]string{"sleep": sleep}}
+		return ProcessorSpec{Name: "test-slow-marked", Params: map[string]string{"sleep": sleep}}
 	}
 }
 
