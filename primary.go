@@ -59,6 +59,11 @@ type PrimaryConfig struct {
 	// ClientAuth, if not empty, restricts the Primary's onion to clients
 	// holding one of these x25519 keys (v3 client authorization).
 	ClientAuth [][32]byte
+	// PoW is Tor's proof-of-work defence for the Primary's onion. Nil: on,
+	// with tor's default queue rate and burst. &PoWConfig{} turns it off.
+	// Where tor does not support it, what happens is the TorController's
+	// choice (torctl creates the onion without it and logs a warning).
+	PoW *PoWConfig
 
 	// Node is the template of every node's configuration: limits,
 	// timeouts, Observer. Its Processor, cycle times, keys and Clock, Rand
@@ -114,6 +119,9 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	}
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
+	}
+	if d.PoW == nil {
+		d.PoW = &PoWConfig{Enabled: true}
 	}
 	if d.Clock == nil {
 		d.Clock = SystemClock
@@ -192,7 +200,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	}
 	nc := c.Node.withDefaults()
 	p.srv = newServer(ln, p.handle, nc.limits(), c.Logger)
-	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
+	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth, PoW: *c.PoW}
 	var onion Onion
 	err = retry(ctx, c.Logger, "primary onion", func() (err error) {
 		pctx, cancel := context.WithTimeout(ctx, nc.PublishTimeout)
