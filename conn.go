@@ -127,8 +127,11 @@ func (s *server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	var wmu sync.Mutex
 	var handlers sync.WaitGroup
+	gone := make(chan struct{}) // closed when the stream ends; see streamGone
+	sctx := context.WithValue(s.ctx, streamKey{}, (<-chan struct{})(gone))
 	defer func() {
 		c.Close()
+		close(gone)
 		handlers.Wait()
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -200,7 +203,7 @@ func (s *server) serveConn(c net.Conn) {
 			defer handlers.Done()
 			defer s.give(n)
 			defer func() { <-s.sem }()
-			typ, parts := s.handle(s.ctx, h.Type, body)
+			typ, parts := s.handle(sctx, h.Type, body)
 			if typ != 0 {
 				write(typ, h.ID, parts)
 			}

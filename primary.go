@@ -65,6 +65,30 @@ type PrimaryConfig struct {
 	// choice (torctl creates the onion without it and logs a warning).
 	PoW *PoWConfig
 
+	// PayloadRate bounds the work spent on payload requests (about 0.3 ms
+	// of CPU each): at most PayloadRate answers per second on average, in
+	// bursts of at most PayloadBurst, measured in real time (not Clock's).
+	// Requests beyond wait their turn, oldest first, up to PayloadQueue of
+	// them; a request that finds the queue full, or that comes on a stream
+	// whose previous request is still waiting or being answered, is refused
+	// at once with a reject the client reports as ErrBusy. A waiting
+	// request whose stream closes leaves the queue. A flood thus delays
+	// payloads, by at most PayloadQueue/PayloadRate for a request that got
+	// into the queue, and costs the Primary no more CPU than the rate
+	// allows; it can keep a client out only by keeping the queue full,
+	// which takes a stream per queue place, held open and refilled as fast
+	// as the Primary answers. Waiting requests hold one of the server's
+	// Node.MaxConcurrent handlers each. Zero: DefaultPayloadRate.
+	// Negative: no bound and no queue.
+	PayloadRate int
+	// PayloadBurst is how many payload requests are answered at once after
+	// a quiet spell (see PayloadRate). Zero: DefaultPayloadBurst.
+	PayloadBurst int
+	// PayloadQueue is how many payload requests may wait for their turn
+	// (see PayloadRate). Zero: DefaultPayloadQueue. Negative: none wait; a
+	// request that finds no token is refused.
+	PayloadQueue int
+
 	// Node is the template of every node's configuration: limits,
 	// timeouts, Observer. Its Processor, cycle times, keys and Clock, Rand
 	// and Logger are set by the Primary.
@@ -120,6 +144,21 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
 	}
+	if d.PayloadRate == 0 {
+		d.PayloadRate = DefaultPayloadRate
+	}
+	if d.PayloadBurst == 0 {
+		d.PayloadBurst = DefaultPayloadBurst
+	}
+	if d.PayloadBurst < 1 {
+		return d, errors.New("ghostcomm: PayloadBurst must be positive")
+	}
+	if d.PayloadQueue == 0 {
+		d.PayloadQueue = DefaultPayloadQueue
+	}
+	if d.PayloadQueue < 0 {
+		d.PayloadQueue = 0
+	}
 	if d.PoW == nil {
 		d.PoW = &PoWConfig{Enabled: true}
 	}
@@ -147,6 +186,7 @@ type Primary struct {
 	keys   *layer.KeyPair
 	onion  Onion
 	srv    *server
+	gate   *payloadGate
 
 	rotating sync.Mutex // serializes rotations
 
@@ -185,6 +225,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, err
 	}
 	p := &Primary{cfg: c, tc: tc, dialer: dialer, keys: keys, retiring: map[*cycleState]func() bool{}}
+	p.gate = newPayloadGate(c.PayloadRate, c.PayloadBurst, c.PayloadQueue)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 
 	first, err := p.newCycle(ctx)
@@ -435,17 +476,31 @@ func (c *Cycle) clone() *Cycle {
 	return &cp
 }
 
-// handle answers a client's payload request.
+// handle answers a client's payload request, in its turn (PayloadRate).
 func (p *Primary) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Type, [][]byte) {
 	if typ != wire.PayloadRequest {
 		return wire.Reject, [][]byte{{byte(wire.RejectType)}}
 	}
-	box, err := p.answer(body)
+	box, err := p.answerInTurn(ctx, body)
 	if err != nil {
 		p.cfg.Logger.Debug("payload request refused", "err", err)
 		return wire.Reject, [][]byte{{byte(rejectFor(err))}}
 	}
 	return wire.PayloadResponse, [][]byte{box}
+}
+
+// answerInTurn refuses a malformed request at once, then waits for the
+// request's turn before the costly part of the answer.
+func (p *Primary) answerInTurn(ctx context.Context, body []byte) ([]byte, error) {
+	if _, err := parsePayloadRequest(body); err != nil {
+		return nil, err
+	}
+	done, err := p.gate.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return p.answer(body)
 }
 
 func (p *Primary) answer(body []byte) ([]byte, error) {
