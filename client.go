@@ -152,7 +152,8 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // caches it. Errors: ErrWrongPrimary, ErrBadSignature, ErrAuth and
 // ErrMalformed for a payload that is not genuine; ErrStaleCycle for one that
 // is not valid now; a dial error matching ErrOnionNotFound or
-// ErrOnionUnreachable when the Primary cannot be reached.
+// ErrOnionUnreachable when the Primary cannot be reached; ErrBusy when the
+// Primary's queue of payload requests is full (PrimaryConfig.PayloadRate).
 func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
