@@ -181,8 +181,10 @@ func (c *Client) closedErr(op string) error {
 // caches it. Errors: ErrWrongPrimary, ErrBadSignature, ErrAuth and
 // ErrMalformed for a payload that is not genuine; ErrStaleCycle for one that
 // is not valid now; a dial error matching ErrOnionNotFound or
-// ErrOnionUnreachable when the Primary cannot be reached; ctx's own error
-// when it ends first; ErrClosed after Close. ActionFor says what to do.
+// ErrOnionUnreachable when the Primary cannot be reached; ErrBusy when the
+// Primary's queue of payload requests is full (PrimaryConfig.PayloadRate);
+// ctx's own error when it ends first; ErrClosed after Close. ActionFor says
+// what to do.
 func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	if err := c.closedErr("fetch"); err != nil {
 		return nil, err

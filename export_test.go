@@ -26,7 +26,14 @@ const (
 	RejectReplay   = uint8(wire.RejectReplay)
 	RejectTooLarge = uint8(wire.RejectTooLarge)
 	RejectBusy     = uint8(wire.RejectBusy)
+
+	FramePayloadRequest  = uint8(wire.PayloadRequest)
+	FramePayloadResponse = uint8(wire.PayloadResponse)
 )
+
+// PayloadWaiting returns the number of payload requests waiting for their
+// turn.
+func (p *Primary) PayloadWaiting() int { return p.gate.waiting() }
 
 func (c *Client) Prepare(cy *Cycle, data []byte) (*Prepared, error) { return c.prepare(cy, data) }
 

@@ -88,6 +88,36 @@ type OnionConfig struct {
 	// NoWait makes CreateOnion return as soon as the service is registered,
 	// without waiting for its descriptor to be published.
 	NoWait bool
+
+	// PoW turns on Tor's proof-of-work defence for the service. The zero
+	// value leaves it off. Where the tor in use does not support it, the
+	// controller says what it does: torctl creates the service without it
+	// and logs a warning.
+	PoW PoWConfig
+}
+
+// PoWConfig configures Tor's proof-of-work defence of an onion service
+// (ADD_ONION's PoWDefensesEnabled, PoWQueueRate and PoWQueueBurst: tor
+// 0.4.9.2 or later, built with the pow module). With it, tor puts every
+// introduction in a priority queue ordered by the work its client did, and
+// when the queue grows it asks clients, in the service's descriptor, to solve
+// a puzzle whose effort follows the load: a flood of introductions costs the
+// flooder CPU time per circuit, and clients that pay more are served first.
+// Without load the suggested effort is zero and clients pay nothing. Clients
+// whose tor does not solve puzzles are served after those that do.
+//
+// The zero value is off.
+type PoWConfig struct {
+	// Enabled turns the defence on.
+	Enabled bool
+	// QueueRate is the sustained number of introductions per second tor
+	// takes from the priority queue to build rendezvous circuits. Zero:
+	// tor's default. Setting it without Enabled is an error.
+	QueueRate uint32
+	// QueueBurst is the largest burst of introductions tor takes from the
+	// queue at once. Zero: tor's default. Setting it without Enabled is an
+	// error.
+	QueueBurst uint32
 }
 
 // Onion is an onion service created by a TorController.

@@ -59,6 +59,14 @@ type NodeConfig struct {
 	// OnionKey, if set, fixes the onion service's ed25519 key (and so its
 	// address). Nil: a fresh ephemeral address.
 	OnionKey ed25519.PrivateKey
+	// PoW is Tor's proof-of-work defence for the node's onion. Zero: off.
+	// A node's address is known only to those who fetched the payload, and
+	// under attack tor would make every client solve a puzzle for every hop
+	// of every route (a circuit per hop), multiplying an honest message's
+	// delay by the route's length; the Primary's onion, which every client
+	// reaches once per cycle and anyone holding the invite can flood, has it
+	// on by default instead (PrimaryConfig.PoW).
+	PoW PoWConfig
 
 	// MaxFrameSize bounds a frame's body. Zero: DefaultMaxFrameSize.
 	MaxFrameSize int
@@ -258,7 +266,7 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 	}
 	n.pool = newPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout, c.DialTimeout, c.Logger)
 	n.srv = transport.NewServer(ln, n.handle, c.serverConfig(n.transportRefused))
-	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String()}
+	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), PoW: c.PoW}
 	if c.OnionKey != nil {
 		oc.Key = append([]byte(nil), c.OnionKey...)
 	}

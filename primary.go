@@ -61,6 +61,35 @@ type PrimaryConfig struct {
 	// ClientAuth, if not empty, restricts the Primary's onion to clients
 	// holding one of these x25519 keys (v3 client authorization).
 	ClientAuth [][32]byte
+	// PoW is Tor's proof-of-work defence for the Primary's onion. Nil: on,
+	// with tor's default queue rate and burst. &PoWConfig{} turns it off.
+	// Where tor does not support it, what happens is the TorController's
+	// choice (torctl creates the onion without it and logs a warning).
+	PoW *PoWConfig
+
+	// PayloadRate bounds the work spent on payload requests (about 0.3 ms
+	// of CPU each): at most PayloadRate answers per second on average, in
+	// bursts of at most PayloadBurst, measured in real time (not Clock's).
+	// Requests beyond wait their turn, oldest first, up to PayloadQueue of
+	// them; a request that finds the queue full, or that comes on a stream
+	// whose previous request is still waiting or being answered, is refused
+	// at once with a reject the client reports as ErrBusy. A waiting
+	// request whose stream closes leaves the queue. A flood thus delays
+	// payloads, by at most PayloadQueue/PayloadRate for a request that got
+	// into the queue, and costs the Primary no more CPU than the rate
+	// allows; it can keep a client out only by keeping the queue full,
+	// which takes a stream per queue place, held open and refilled as fast
+	// as the Primary answers. Waiting requests hold one of the server's
+	// Node.MaxConcurrent handlers each. Zero: DefaultPayloadRate.
+	// Negative: no bound and no queue.
+	PayloadRate int
+	// PayloadBurst is how many payload requests are answered at once after
+	// a quiet spell (see PayloadRate). Zero: DefaultPayloadBurst.
+	PayloadBurst int
+	// PayloadQueue is how many payload requests may wait for their turn
+	// (see PayloadRate). Zero: DefaultPayloadQueue. Negative: none wait; a
+	// request that finds no token is refused.
+	PayloadQueue int
 
 	// Node is the template of every node's configuration: limits,
 	// timeouts, Observer. Its Processor, cycle times, keys and Clock, Rand
@@ -117,6 +146,24 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
 	}
+	if d.PayloadRate == 0 {
+		d.PayloadRate = DefaultPayloadRate
+	}
+	if d.PayloadBurst == 0 {
+		d.PayloadBurst = DefaultPayloadBurst
+	}
+	if d.PayloadBurst < 1 {
+		return d, errors.New("ghostcomm: PayloadBurst must be positive")
+	}
+	if d.PayloadQueue == 0 {
+		d.PayloadQueue = DefaultPayloadQueue
+	}
+	if d.PayloadQueue < 0 {
+		d.PayloadQueue = 0
+	}
+	if d.PoW == nil {
+		d.PoW = &PoWConfig{Enabled: true}
+	}
 	if d.Clock == nil {
 		d.Clock = SystemClock
 	}
@@ -141,6 +188,7 @@ type Primary struct {
 	keys   *layer.KeyPair
 	onion  Onion
 	srv    *transport.Server
+	gate   *payloadGate
 
 	payloads, payloadsRefused, rotations atomic.Uint64
 
@@ -181,6 +229,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, err
 	}
 	p := &Primary{cfg: c, tc: tc, dialer: dialer, keys: keys, retiring: map[*cycleState]func() bool{}}
+	p.gate = newPayloadGate(c.PayloadRate, c.PayloadBurst, c.PayloadQueue)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 
 	first, err := p.newCycle(ctx)
@@ -196,7 +245,7 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	}
 	nc := c.Node.withDefaults()
 	p.srv = transport.NewServer(ln, p.handle, nc.serverConfig(func(wire.Type, error) { p.payloadsRefused.Add(1) }))
-	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth}
+	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth, PoW: *c.PoW}
 	var onion Onion
 	err = retry(ctx, c.Logger, "primary onion", func() (err error) {
 		pctx, cancel := context.WithTimeout(ctx, nc.PublishTimeout)
@@ -432,13 +481,13 @@ func (c *Cycle) clone() *Cycle {
 	return &cp
 }
 
-// handle answers a client's payload request.
+// handle answers a client's payload request, in its turn (PayloadRate).
 func (p *Primary) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
 	if r.Type != wire.PayloadRequest {
 		p.payloadsRefused.Add(1)
 		return wire.Reject, [][]byte{{byte(wire.RejectType)}}
 	}
-	box, err := p.answer(r.Body)
+	box, err := p.answerInTurn(ctx, r)
 	if err != nil {
 		p.payloadsRefused.Add(1)
 		p.cfg.Logger.Debug("payload request refused", "err", err)
@@ -464,6 +513,21 @@ func (p *Primary) Stats() PrimaryStats {
 		}
 	}
 	return s
+}
+
+// answerInTurn refuses a malformed request at once, then waits for the
+// request's turn, without a work slot, before the costly part of the answer.
+func (p *Primary) answerInTurn(ctx context.Context, r *transport.Request) ([]byte, error) {
+	body := r.Body
+	if _, err := parsePayloadRequest(body); err != nil {
+		return nil, err
+	}
+	done, err := p.gate.admit(ctx, r.Gone(), func() error { return r.Park(len(body)) })
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return p.answer(body)
 }
 
 func (p *Primary) answer(body []byte) ([]byte, error) {

@@ -76,7 +76,8 @@ type ConnectConfig struct {
 	CommandTimeout time.Duration
 
 	// Logger receives debug messages (onions added and published,
-	// HS_DESC events). Nil discards them.
+	// HS_DESC events) and warnings (an onion created without the
+	// proof-of-work defence it asked for). Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -451,6 +452,19 @@ func addOnionCommand(conf ghostcomm.OnionConfig) (cmd, wantID string, err error)
 	for _, pub := range conf.ClientAuth {
 		b.WriteString(" ClientAuthV3=" + onionBase32.EncodeToString(pub[:]))
 	}
+	pow := conf.PoW
+	switch {
+	case pow.Enabled:
+		b.WriteString(" PoWDefensesEnabled=1")
+		if pow.QueueRate != 0 {
+			fmt.Fprintf(&b, " PoWQueueRate=%d", pow.QueueRate)
+		}
+		if pow.QueueBurst != 0 {
+			fmt.Fprintf(&b, " PoWQueueBurst=%d", pow.QueueBurst)
+		}
+	case pow.QueueRate != 0 || pow.QueueBurst != 0:
+		return "", "", &ConfigError{"OnionConfig.PoW", "QueueRate or QueueBurst set without Enabled"}
+	}
 	return b.String(), wantID, nil
 }
 
@@ -479,10 +493,24 @@ func loopbackTarget(target string) (string, error) {
 // then waits for tor to report the first upload of the service's descriptor
 // (HS_DESC UPLOADED). If ctx ends or anything fails, the service is removed
 // before CreateOnion returns. Invalid configurations return a *ConfigError.
+//
+// conf.PoW is sent as ADD_ONION's PoWDefensesEnabled, PoWQueueRate and
+// PoWQueueBurst. If tor refuses the command with them but accepts it without
+// them (tor older than 0.4.9.2, or built without the pow module), the
+// service is created without proof-of-work and a warning is logged
+// (ConnectConfig.Logger): a service that is up without the defence serves
+// better than none.
 func (c *Controller) CreateOnion(ctx context.Context, conf ghostcomm.OnionConfig) (ghostcomm.Onion, error) {
 	cmd, wantID, err := addOnionCommand(conf)
 	if err != nil {
 		return ghostcomm.Onion{}, err
+	}
+	// Without proof-of-work, for a tor that refuses it.
+	var noPoW string
+	if conf.PoW.Enabled {
+		plain := conf
+		plain.PoW = ghostcomm.PoWConfig{}
+		noPoW, _, _ = addOnionCommand(plain)
 	}
 	c.mu.Lock()
 	closed := c.closed
@@ -504,8 +532,17 @@ func (c *Controller) CreateOnion(ctx context.Context, conf ghostcomm.OnionConfig
 	defer end()
 
 	var id string
+	var powErr error // tor's refusal of the proof-of-work keywords
 	err = c.exec(ctx, func(conn *control.Conn) error {
 		resp, err := send(conn, "%s", cmd)
+		if err != nil && noPoW != "" && isTorReply(err) {
+			// A tor older than 0.4.9.2 answers 512 (unrecognized keyword);
+			// one built without the pow module may refuse it otherwise. If
+			// the same command without it succeeds, proof-of-work was the
+			// cause; if not, its error is the one to report.
+			powErr = err
+			resp, err = send(conn, "%s", noPoW)
+		}
 		if err != nil {
 			return err
 		}
@@ -532,7 +569,10 @@ func (c *Controller) CreateOnion(ctx context.Context, conf ghostcomm.OnionConfig
 	}
 	onion := ghostcomm.Onion{ServiceID: id, Port: conf.VirtualPort}
 	start := time.Now()
-	c.log.Debug("torctl: onion added", "id", id)
+	c.log.Debug("torctl: onion added", "id", id, "pow", conf.PoW.Enabled && powErr == nil)
+	if powErr != nil {
+		c.log.Warn("torctl: tor refused the proof-of-work defence; onion created without it", "id", id, "err", powErr)
+	}
 	if conf.NoWait {
 		return onion, nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -315,17 +317,19 @@ func TestCreateOnionRefusesBadConfig(t *testing.T) {
 	mismatched := slices.Clone(priv)
 	mismatched[40] ^= 1
 	for name, conf := range map[string]ghostcomm.OnionConfig{
-		"port 0":             {VirtualPort: 0, Target: "127.0.0.1:80"},
-		"port 65536":         {VirtualPort: 65536, Target: "127.0.0.1:80"},
-		"no target":          {VirtualPort: 80},
-		"public target":      {VirtualPort: 80, Target: "192.0.2.1:80"},
-		"host name target":   {VirtualPort: 80, Target: "localhost:80"},
-		"target port 0":      {VirtualPort: 80, Target: "127.0.0.1:0"},
-		"target injection":   {VirtualPort: 80, Target: "127.0.0.1:80 Flags=Detach"},
-		"target crlf":        {VirtualPort: 80, Target: "127.0.0.1:80\r\nDEL_ONION x"},
-		"short key":          {VirtualPort: 80, Target: "127.0.0.1:80", Key: priv[:32]},
-		"inconsistent key":   {VirtualPort: 80, Target: "127.0.0.1:80", Key: mismatched},
-		"unspecified target": {VirtualPort: 80, Target: "0.0.0.0:80"},
+		"port 0":              {VirtualPort: 0, Target: "127.0.0.1:80"},
+		"port 65536":          {VirtualPort: 65536, Target: "127.0.0.1:80"},
+		"no target":           {VirtualPort: 80},
+		"public target":       {VirtualPort: 80, Target: "192.0.2.1:80"},
+		"host name target":    {VirtualPort: 80, Target: "localhost:80"},
+		"target port 0":       {VirtualPort: 80, Target: "127.0.0.1:0"},
+		"target injection":    {VirtualPort: 80, Target: "127.0.0.1:80 Flags=Detach"},
+		"target crlf":         {VirtualPort: 80, Target: "127.0.0.1:80\r\nDEL_ONION x"},
+		"short key":           {VirtualPort: 80, Target: "127.0.0.1:80", Key: priv[:32]},
+		"inconsistent key":    {VirtualPort: 80, Target: "127.0.0.1:80", Key: mismatched},
+		"unspecified target":  {VirtualPort: 80, Target: "0.0.0.0:80"},
+		"pow rate, disabled":  {VirtualPort: 80, Target: "127.0.0.1:80", PoW: ghostcomm.PoWConfig{QueueRate: 5}},
+		"pow burst, disabled": {VirtualPort: 80, Target: "127.0.0.1:80", PoW: ghostcomm.PoWConfig{QueueBurst: 5}},
 	} {
 		_, err := c.CreateOnion(fakeCtx(t), conf)
 		var ce *ConfigError
@@ -356,11 +360,93 @@ func TestAddOnionCommand(t *testing.T) {
 			"ADD_ONION NEW:ED25519-V3 Flags=DiscardPK,V3Auth Port=80,127.0.0.2:1 ClientAuthV3=" + k1.PublicBase32() + " ClientAuthV3=" + k2.PublicBase32(), ""},
 		{ghostcomm.OnionConfig{VirtualPort: 80, Target: "127.0.0.1:1", Key: priv},
 			"ADD_ONION ED25519-V3:" + torKeyBlob(priv) + " Port=80,127.0.0.1:1", ServiceID(priv.Public().(ed25519.PublicKey))},
+		{ghostcomm.OnionConfig{VirtualPort: 80, Target: "127.0.0.1:1", PoW: ghostcomm.PoWConfig{Enabled: true}},
+			"ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port=80,127.0.0.1:1 PoWDefensesEnabled=1", ""},
+		{ghostcomm.OnionConfig{VirtualPort: 80, Target: "127.0.0.1:1", PoW: ghostcomm.PoWConfig{Enabled: true, QueueRate: 50, QueueBurst: 4294967295}},
+			"ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port=80,127.0.0.1:1 PoWDefensesEnabled=1 PoWQueueRate=50 PoWQueueBurst=4294967295", ""},
 	} {
 		got, id, err := addOnionCommand(tc.conf)
 		if err != nil || got != tc.want || id != tc.wantID {
 			t.Errorf("addOnionCommand(%+v) =\n%q, %q, %v\nwant\n%q, %q", tc.conf, got, id, err, tc.want, tc.wantID)
 		}
+	}
+}
+
+// TestCreateOnionPoWFallback: a tor that does not know the proof-of-work
+// keywords (it answers 512, as tor 0.4.8 does) gets the command again
+// without them; the onion is created and a warning says the defence is off.
+// A tor that knows them gets them once.
+func TestCreateOnionPoWFallback(t *testing.T) {
+	conf := echoConf
+	conf.PoW = ghostcomm.PoWConfig{Enabled: true, QueueRate: 10}
+	for _, refuse := range []bool{false, true} {
+		f := newFakeTor(t)
+		f.set(func(f *fakeTor) { f.refusePoW = refuse })
+		var logs strings.Builder
+		var mu sync.Mutex
+		ctx := fakeCtx(t)
+		c, err := Connect(ctx, ConnectConfig{Addr: f.addr(), Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		onion, err := c.CreateOnion(ctx, conf)
+		if err != nil {
+			t.Fatalf("refuse=%v: CreateOnion: %v", refuse, err)
+		}
+		cmds := f.commandsWithPrefix("ADD_ONION")
+		mu.Lock()
+		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), onion.ServiceID)
+		mu.Unlock()
+		want := 1
+		if refuse {
+			want = 2
+		}
+		if len(cmds) != want || !strings.Contains(cmds[0], " PoWDefensesEnabled=1 PoWQueueRate=10") {
+			t.Fatalf("refuse=%v: sent %q", refuse, cmds)
+		}
+		if refuse && strings.Contains(cmds[1], "PoW") {
+			t.Errorf("the second ADD_ONION still asks for PoW: %q", cmds[1])
+		}
+		if warned != refuse {
+			t.Errorf("refuse=%v: warning logged: %v; logs:\n%s", refuse, warned, logs.String())
+		}
+		if ids, _ := c.Onions(ctx); !slices.Equal(ids, []string{onion.ServiceID}) {
+			t.Errorf("refuse=%v: tor holds %v, want [%s]", refuse, ids, onion.ServiceID)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestCreateOnionPoWFallbackKeepsRealError: when the command fails without
+// proof-of-work too, the error returned is tor's answer to that command.
+func TestCreateOnionPoWFallbackKeepsRealError(t *testing.T) {
+	f := newFakeTor(t)
+	f.set(func(f *fakeTor) { f.refusePoW = true })
+	c := connectFake(t, f)
+	_, priv, _ := ed25519.GenerateKey(nil)
+	conf := echoConf
+	conf.Key = priv
+	conf.PoW.Enabled = true
+	// The fake answers another service ID than the key's: the plain
+	// command's failure must be the one reported.
+	f.set(func(f *fakeTor) { f.answerID = randomServiceID() })
+	_, err := c.CreateOnion(fakeCtx(t), conf)
+	if err == nil || !strings.Contains(err.Error(), "answered service ID") {
+		t.Fatalf("CreateOnion = %v, want the plain command's failure", err)
+	}
+	if n := len(f.commandsWithPrefix("ADD_ONION")); n != 2 {
+		t.Errorf("%d ADD_ONION sent, want 2", n)
 	}
 }
 

@@ -30,6 +30,7 @@ type fakeTor struct {
 	noUpload          bool
 	answerID          string        // if set, ADD_ONION answers this ID
 	addReplyDelay     time.Duration // ADD_ONION's reply comes this late
+	refusePoW         bool          // answer ADD_ONION with PoW keywords as tor 0.4.8 does
 	wg                sync.WaitGroup
 }
 
@@ -151,6 +152,11 @@ func (f *fakeTor) handle(c net.Conn, fc *fakeConn) {
 			fc.send("250 OK")
 		case "ADD_ONION":
 			f.mu.Lock()
+			if kw := powKeyword(args); f.refusePoW && kw != "" {
+				f.mu.Unlock()
+				fc.send(fmt.Sprintf("512 Bad arguments to ADD_ONION: Unrecognized keyword argument %q", kw))
+				continue
+			}
 			id := f.answerID
 			if id == "" {
 				id = randomServiceID()
@@ -216,6 +222,18 @@ func (f *fakeTor) handle(c net.Conn, fc *fakeConn) {
 			fc.send("510 Unrecognized command")
 		}
 	}
+}
+
+// powKeyword returns the first proof-of-work keyword of ADD_ONION's
+// arguments, or "".
+func powKeyword(args string) string {
+	for _, f := range strings.Fields(args) {
+		k, _, _ := strings.Cut(f, "=")
+		if strings.HasPrefix(strings.ToLower(k), "pow") {
+			return k
+		}
+	}
+	return ""
 }
 
 // onionCount returns how many onions the fake holds.

@@ -56,7 +56,8 @@ type Handler func(ctx context.Context, r *Request) (wire.Type, [][]byte)
 // Request is one request frame handed to a Handler.
 type Request struct {
 	Type wire.Type
-	// Body is the frame's body. It must not be used after Park.
+	// Body is the frame's body. Park sets it to nil: after Park, the
+	// handler may keep only what Park's hold pays for.
 	Body []byte
 
 	st     *stream
@@ -96,6 +97,15 @@ func (r *Request) Park(hold int) error {
 	<-r.st.s.slots
 	r.st.s.parked.Add(1)
 	return nil
+}
+
+// Gone returns a channel closed when the request's stream ends (never, for
+// a request from NewRequest).
+func (r *Request) Gone() <-chan struct{} {
+	if r.st == nil {
+		return nil
+	}
+	return r.st.gone
 }
 
 // Accept marks the request's stream as one that carried a genuine request:
@@ -203,7 +213,7 @@ func (s *Server) acceptLoop() {
 			}
 		}
 		delay = 0
-		st := &stream{s: s, c: c}
+		st := &stream{s: s, c: c, gone: make(chan struct{})}
 		st.last.Store(time.Now().UnixNano())
 		s.mu.Lock()
 		if s.closed {
@@ -262,6 +272,7 @@ type stream struct {
 	active   atomic.Int32 // requests dispatched and not finished
 	proven   atomic.Bool  // carried an accepted request
 	last     atomic.Int64 // unix nanoseconds of the last complete frame
+	gone     chan struct{} // closed when the stream ends
 	handlers sync.WaitGroup
 }
 
@@ -300,6 +311,7 @@ func (s *Server) serve(st *stream) {
 	defer s.wg.Done()
 	defer func() {
 		st.c.Close()
+		close(st.gone)
 		st.handlers.Wait()
 		s.mu.Lock()
 		delete(s.streams, st)

@@ -33,8 +33,9 @@ type Controller struct {
 // conf.Key, or from a fresh key when conf.Key is nil.
 //
 // conf must name a VirtualPort in 1..65535 and a Target "127.0.0.1:<port>" or
-// "localhost:<port>" (port 1..65535); otherwise CreateOnion returns a
-// *ConfigError. conf.ClientAuth keys are recorded: dials then need a matching
+// "localhost:<port>" (port 1..65535), and may set PoW's QueueRate and
+// QueueBurst only with PoW.Enabled; otherwise CreateOnion returns a
+// *ConfigError. conf.PoW is recorded (see PoW). conf.ClientAuth keys are recorded: dials then need a matching
 // key (Dialer.AddClientAuth). A conf.Key whose service exists already gives
 // ErrOnionExists.
 //
@@ -75,6 +76,7 @@ func (c *Controller) CreateOnion(ctx context.Context, conf ghostcomm.OnionConfig
 		port:        conf.VirtualPort,
 		target:      target,
 		clientAuth:  slices.Clone(conf.ClientAuth),
+		pow:         conf.PoW,
 		owner:       c,
 		publishedCh: make(chan struct{}),
 		removedCh:   make(chan struct{}),
@@ -181,6 +183,21 @@ func (c *Controller) Onions() []string {
 	return ids
 }
 
+// PoW returns the proof-of-work setting that the service serviceID (which
+// may carry ".onion") was created with, as tor would apply it, and whether
+// this Controller holds such a service. The fake records the setting; it
+// does not simulate the puzzle.
+func (c *Controller) PoW(serviceID string) (ghostcomm.PoWConfig, bool) {
+	n := c.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	o := n.onions[normID(serviceID)]
+	if o == nil || o.owner != c {
+		return ghostcomm.PoWConfig{}, false
+	}
+	return o.pow, true
+}
+
 // Close removes every service this Controller created, as tor does when the
 // control connection that created non-detached services closes. Close is
 // idempotent and always returns nil.
@@ -224,6 +241,9 @@ func checkConfig(conf ghostcomm.OnionConfig) (string, error) {
 		if !bytes.Equal(derived[32:], conf.Key[32:]) {
 			return "", &ConfigError{Field: "Key", Reason: "public half does not match the seed"}
 		}
+	}
+	if !conf.PoW.Enabled && (conf.PoW.QueueRate != 0 || conf.PoW.QueueBurst != 0) {
+		return "", &ConfigError{Field: "PoW", Reason: "QueueRate or QueueBurst set without Enabled"}
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.FormatUint(port, 10)), nil
 }

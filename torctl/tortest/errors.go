@@ -71,7 +71,8 @@ var (
 // ConfigError reports the OnionConfig field that CreateOnion refused. It
 // matches ErrInvalidConfig.
 type ConfigError struct {
-	// Field is the OnionConfig field: "VirtualPort", "Target", "Key".
+	// Field is the OnionConfig field: "VirtualPort", "Target", "Key",
+	// "PoW".
 	Field string
 	// Reason says what is wrong with it.
 	Reason string

@@ -78,6 +78,7 @@ type onion struct {
 	port       int
 	target     string
 	clientAuth [][32]byte
+	pow        ghostcomm.PoWConfig
 	owner      *Controller
 
 	published   bool

@@ -126,6 +126,8 @@ func TestCreateOnionRejectsBadConfig(t *testing.T) {
 		{"target port name", func(c *ghostcomm.OnionConfig) { c.Target = "127.0.0.1:http" }, "Target"},
 		{"short key", func(c *ghostcomm.OnionConfig) { c.Key = priv[:32] }, "Key"},
 		{"mismatched key", func(c *ghostcomm.OnionConfig) { c.Key = mismatched }, "Key"},
+		{"pow rate, disabled", func(c *ghostcomm.OnionConfig) { c.PoW.QueueRate = 1 }, "PoW"},
+		{"pow burst, disabled", func(c *ghostcomm.OnionConfig) { c.PoW.QueueBurst = 1 }, "PoW"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -404,4 +406,29 @@ func TestCreateHook(t *testing.T) {
 	}
 	n.SetCreateHook(nil)
 	createOnion(t, ctrl, target)
+}
+
+// TestCreateOnionRecordsPoW: the proof-of-work setting a service was created
+// with can be read back, by its owner only, until it is removed.
+func TestCreateOnionRecordsPoW(t *testing.T) {
+	n := newNetwork(t)
+	ctrl, other := n.Controller(), n.Controller()
+	for _, pow := range []ghostcomm.PoWConfig{{}, {Enabled: true}, {Enabled: true, QueueRate: 7, QueueBurst: 9}} {
+		o, err := ctrl.CreateOnion(testCtx(t), ghostcomm.OnionConfig{VirtualPort: 80, Target: "127.0.0.1:8080", PoW: pow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := ctrl.PoW(o.ServiceID + ".onion"); !ok || got != pow {
+			t.Errorf("PoW(%s) = %+v, %v; want %+v, true", o.ServiceID, got, ok, pow)
+		}
+		if _, ok := other.PoW(o.ServiceID); ok {
+			t.Errorf("another controller reads %s's setting", o.ServiceID)
+		}
+		if err := ctrl.RemoveOnion(testCtx(t), o.ServiceID); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ctrl.PoW(o.ServiceID); ok {
+			t.Errorf("PoW(%s) still answers after RemoveOnion", o.ServiceID)
+		}
+	}
 }
