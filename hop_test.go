@@ -193,6 +193,40 @@ func TestLayerForAnotherCycleRefused(t *testing.T) {
 	}
 }
 
+func TestDataBoxForAnotherCycleRefused(t *testing.T) {
+	// A genuine layer beside a data box that carries another timestamp:
+	// hop 1 refuses the data with a report only the client can read. The
+	// data box is made anew each time; with the cycle's own timestamp
+	// (d = 0) the message goes through.
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, d := range []int64{0, 1, -1, -3600} {
+		pm, err := hn.client.Prepare(hn.cycle, []byte("data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pm.ResealData([]byte("data"), hn.cycle.NotBefore.Unix()+d); err != nil {
+			t.Fatal(err)
+		}
+		h, b, err := hn.exchange(t, pm.FirstHop(), FrameMessage, pm.Body(ctx, time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = hn.client.Answer(pm, h, b)
+		if d == 0 {
+			if err != nil {
+				t.Fatalf("data box with the cycle's timestamp: %v", err)
+			}
+			continue
+		}
+		var he *HopError
+		if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrAuth) {
+			t.Fatalf("data box at NotBefore%+d: got %v, want a HopError for hop 1 matching ErrAuth", d, err)
+		}
+	}
+}
+
 func TestMessageBitFlipsRejected(t *testing.T) {
 	// Every single-byte change of the message body (budget aside) is
 	// rejected with a typed error, and never yields a result.
