@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -24,13 +25,15 @@ const (
 )
 
 // ClientConfig configures a Client. The zero value sends through every node
-// of the cycle in payload order and waits at most a minute per message.
+// of the cycle in a random order and waits at most a minute per message.
 type ClientConfig struct {
 	// Key is the client's OpenPGP private key (unlocked, curve25519), to
 	// which the Primary encrypts payloads. Nil generates one per Client.
 	Key *pgp.Key
 	// Route picks the hops of a message: indexes into cycle.Nodes, first
-	// hop first, each index at most once. Nil: every node in payload order.
+	// hop first, each index at most once. Nil: every node of the cycle, in
+	// a fresh uniformly random order per message drawn from Rand, so that
+	// a hop cannot tell its position from its place in the payload.
 	Route func(cycle *Cycle) []int
 	// PadHops hides route length: the innermost layer is padded by a
 	// random amount up to what PadHops-n more hops would add. Zero:
@@ -319,10 +322,16 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 	if c.cfg.Route != nil {
 		r = c.cfg.Route(cy)
 	} else {
-		r = make([]int, len(cy.Nodes))
-		for i := range r {
-			r[i] = i
+		// A fresh, uniformly random order of all the nodes, so that no
+		// node is always first or always last. The permutation comes from
+		// a ChaCha8 stream keyed by 32 bytes of Rand per message;
+		// math/rand/v2's Perm is unbiased.
+		var seed [32]byte
+		if _, err := io.ReadFull(c.cfg.Rand, seed[:]); err != nil {
+			return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 		}
+		r = mrand.New(mrand.NewChaCha8(seed)).Perm(len(cy.Nodes))
+		clear(seed[:])
 	}
 	if len(r) == 0 {
 		return nil, errors.New("ghostcomm: empty route")

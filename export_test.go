@@ -153,3 +153,6 @@ func (p *Primary) InflightBytes() int64 {
 	p.mu.Unlock()
 	return n.srv.inflightBytes()
 }
+
+// Route picks a message's route as Send does.
+func (c *Client) Route(cy *Cycle) ([]int, error) { return c.route(cy) }

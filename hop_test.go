@@ -99,7 +99,7 @@ func TestReplayRefused(t *testing.T) {
 func TestReplayOfInnerLayerRefused(t *testing.T) {
 	// A hop that replays what it forwarded: the second hop refuses it and
 	// the first hop's report, which only the client can read, says so.
-	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{})
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{Route: payloadOrder})
 	var mu sync.Mutex
 	var captured [][]byte
 	second := hn.cycle.Nodes[1].Onion.Addr()
