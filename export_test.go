@@ -156,3 +156,16 @@ func (p *Primary) InflightBytes() int64 {
 
 // Route picks a message's route as Send does.
 func (c *Client) Route(cy *Cycle) ([]int, error) { return c.route(cy) }
+
+// Peers returns the peers the node keeps.
+func (n *Node) Peers() []NodeInfo { return *n.peers.Load() }
+
+// HasKeyRing reports whether the node info holds an OpenPGP key ring.
+func (ni *NodeInfo) HasKeyRing() bool { return ni.pub != nil && ni.pub.Ring != nil }
+
+// Nodes returns the nodes of the Primary's current cycle.
+func (p *Primary) Nodes() []*Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Node(nil), p.current.nodes...)
+}

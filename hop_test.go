@@ -473,3 +473,56 @@ func TestMaxConns(t *testing.T) {
 		t.Fatal("a third stream was kept open")
 	}
 }
+
+// checkPeers checks that a node keeps of each peer its onion and public key,
+// and nothing else: no processor spec, no key ring.
+func checkPeers(t *testing.T, what string, got []NodeInfo, want []NodeInfo) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d peers, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		p := &got[i]
+		if p.Processor.Name != "" || p.Processor.Params != nil {
+			t.Errorf("%s: peer %d carries its processor %v", what, i, p.Processor)
+		}
+		if p.HasKeyRing() {
+			t.Errorf("%s: peer %d carries a key ring", what, i)
+		}
+		if p.Onion != want[i].Onion || !bytes.Equal(p.PublicKey, want[i].PublicKey) || p.Fingerprint() != want[i].Fingerprint() {
+			t.Errorf("%s: peer %d is not the cycle's node %d", what, i, i)
+		}
+	}
+}
+
+func TestNodesKeepOnlyWhatForwardingNeeds(t *testing.T) {
+	// The Primary's nodes (salted hash processors by default) know of
+	// their peers the onion and the public key, not the processor, and
+	// messages still go through.
+	hn := newHopNet(t, PrimaryConfig{Nodes: 3}, ClientConfig{})
+	for _, nd := range hn.primary.Nodes() {
+		checkPeers(t, "node of the Primary", nd.Peers(), hn.cycle.Nodes)
+	}
+	for _, n := range hn.cycle.Nodes {
+		if n.Processor.Params["salt"] == "" {
+			t.Fatalf("the payload gives node processors without salt (%v): the test shows nothing", n.Processor)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := hn.client.Send(ctx, []byte("x")); err != nil || !res.Verified {
+		t.Fatalf("Send: %v", err)
+	}
+
+	// A program that calls SetPeers itself with the payload's list (which
+	// has the processors) gets the same stripping.
+	nd, err := NewNode(ctx, hn.net.Controller(), hn.net.Dialer(), NodeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	if err := nd.SetPeers(hn.cycle.Nodes); err != nil {
+		t.Fatal(err)
+	}
+	checkPeers(t, "SetPeers with the payload's list", nd.Peers(), hn.cycle.Nodes)
+}

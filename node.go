@@ -1,6 +1,7 @@
 package ghostcomm
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -267,21 +268,25 @@ func (n *Node) Info() NodeInfo {
 
 // SetPeers tells the node the nodes of its lock-cycle, in payload order: a
 // layer's next-hop index refers to this list. The list must be the one the
-// Primary signs into the payload.
+// Primary signs into the payload. The node keeps of each peer only what
+// forwarding needs, its onion and its public key: never its processor (whose
+// parameters, such as salts, are the peer's alone).
 func (n *Node) SetPeers(peers []NodeInfo) error {
 	if len(peers) > layer.MaxNodes {
 		return fmt.Errorf("ghostcomm: %d peers, at most %d", len(peers), layer.MaxNodes)
 	}
 	cp := make([]NodeInfo, len(peers))
 	for i, p := range peers {
-		cp[i] = p
-		if p.pub == nil {
-			pk, err := layer.ParsePublicKey(p.PublicKey)
-			if err != nil {
+		pk := p.pub
+		if pk == nil {
+			var err error
+			if pk, err = layer.ParsePublicKey(p.PublicKey); err != nil {
 				return fmt.Errorf("ghostcomm: peer %d: %w", i, err)
 			}
-			cp[i].pub = pk
 		}
+		raw := bytes.Clone(p.PublicKey)
+		// No key ring: a Node's own Info points at its key pair's.
+		cp[i] = NodeInfo{Onion: p.Onion, PublicKey: raw, pub: &layer.PublicKey{Raw: raw, Enc: pk.Enc, Fpr: pk.Fpr}}
 	}
 	n.peers.Store(&cp)
 	return nil
