@@ -28,7 +28,8 @@ const (
 // of the cycle in a random order and waits at most a minute per message.
 type ClientConfig struct {
 	// Key is the client's OpenPGP private key (unlocked, curve25519), to
-	// which the Primary encrypts payloads. Nil generates one per Client.
+	// which the Primary encrypts payloads. The Client works on a copy,
+	// which Close wipes. Nil generates one per Client.
 	Key *pgp.Key
 	// Route picks the hops of a message: indexes into cycle.Nodes, first
 	// hop first, each index at most once. Nil: every node of the cycle, in
@@ -80,6 +81,9 @@ type Client struct {
 	authorized bool
 	mu         sync.Mutex
 	cycle      *Cycle
+
+	keyMu    sync.RWMutex // read-held while the private key is used; Close wipes it
+	keyWiped bool
 }
 
 // Result is the answer to one message.
@@ -227,10 +231,17 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 // carry the pinned Primary's valid signature, answer this request and be
 // addressed to this client, and its cycle must be valid now.
 func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) {
+	c.keyMu.RLock()
+	if c.keyWiped {
+		c.keyMu.RUnlock()
+		return nil, fmt.Errorf("ghostcomm: payload: %w", ErrClosed)
+	}
 	opened, err := layer.Open(c.keys.Dec, box)
+	c.keyMu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: payload: %w", err)
 	}
+	opened.Key.Wipe()
 	signed, ts := opened.Msg, opened.TS
 	p, _, err := openSignedPayload(signed, c.invite.Fingerprint)
 	if err != nil {
@@ -351,6 +362,7 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer pm.onion.Wipe()
 	res := &Result{Cycle: cy.ID, Route: pm.route}
 	first := pm.route[0].Onion
 	start := time.Now()
@@ -429,9 +441,14 @@ func Expected(route []NodeInfo, data []byte) (out []byte, ok bool) {
 	return cur, true
 }
 
-// Close ends the client's streams. It is idempotent.
+// Close ends the client's streams and wipes its private key: a payload
+// that arrives after Close is refused with ErrClosed. It is idempotent.
 func (c *Client) Close() error {
 	c.pool.close()
+	c.keyMu.Lock() // waits for a payload being opened
+	c.keys.Wipe()
+	c.keyWiped = true
+	c.keyMu.Unlock()
 	return nil
 }
 

@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+
+	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // Internals exposed to the package's external tests, which cannot be
@@ -168,4 +172,25 @@ func (p *Primary) Nodes() []*Node {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]*Node(nil), p.current.nodes...)
+}
+
+// KeyMaterial returns the slices holding the client's private keys.
+func (c *Client) KeyMaterial() [][]byte {
+	var out [][]byte
+	for _, k := range c.keys.Priv.GetKeys() {
+		e := k.GetEntity()
+		pks := []*packet.PrivateKey{e.PrivateKey}
+		for _, sk := range e.Subkeys {
+			pks = append(pks, sk.PrivateKey)
+		}
+		for _, pk := range pks {
+			switch k := pk.PrivateKey.(type) {
+			case *eddsa.PrivateKey:
+				out = append(out, k.D)
+			case *ecdh.PrivateKey:
+				out = append(out, k.D)
+			}
+		}
+	}
+	return out
 }

@@ -56,6 +56,7 @@ func (c *Client) prepare(cy *Cycle, data []byte) (*prepared, error) {
 		return nil, err
 	}
 	pm.data, err = layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
+	k.Wipe()
 	if err != nil {
 		return nil, err
 	}
@@ -109,12 +110,15 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte, error) {
 	n := len(o.Keys)
 	rk := o.Keys[n-1].Derive(layer.PurposeReply)
-	if out, _, err := layer.FernetOpen(&rk, tok); err == nil {
+	out, _, err := layer.FernetOpen(&rk, tok)
+	rk.Wipe()
+	if err == nil {
 		return out, nil
 	}
 	for i := n - 1; i >= 0; i-- {
 		ek := o.Keys[i].Derive(layer.PurposeError)
 		msg, _, err := layer.FernetOpen(&ek, tok)
+		ek.Wipe()
 		if err != nil {
 			continue
 		}
