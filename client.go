@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +27,16 @@ const (
 )
 
 // ClientConfig configures a Client. The zero value sends through every node
-// of the cycle in payload order and waits at most a minute per message.
+// of the cycle in a random order and waits at most a minute per message.
 type ClientConfig struct {
 	// Key is the client's OpenPGP private key (unlocked, curve25519), to
-	// which the Primary encrypts payloads. Nil generates one per Client.
+	// which the Primary encrypts payloads. The Client works on a copy,
+	// which Close wipes. Nil generates one per Client.
 	Key *pgp.Key
 	// Route picks the hops of a message: indexes into cycle.Nodes, first
-	// hop first, each index at most once. Nil: every node in payload order.
+	// hop first, each index at most once. Nil: every node of the cycle, in
+	// a fresh uniformly random order per message drawn from Rand, so that
+	// a hop cannot tell its position from its place in the payload.
 	Route func(cycle *Cycle) []int
 	// PadHops hides route length: the innermost layer is padded by a
 	// random amount up to what PadHops-n more hops would add. Zero:
@@ -87,6 +91,9 @@ type Client struct {
 	authorized bool
 	mu         sync.Mutex
 	cycle      *Cycle
+
+	keyMu    sync.RWMutex // read-held while the private key is used; Close wipes it
+	keyWiped bool
 }
 
 // Result is the answer to one message.
@@ -262,10 +269,17 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 // carry the pinned Primary's valid signature, answer this request and be
 // addressed to this client, and its cycle must be valid now.
 func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) {
+	c.keyMu.RLock()
+	if c.keyWiped {
+		c.keyMu.RUnlock()
+		return nil, fmt.Errorf("ghostcomm: payload: %w", ErrClosed)
+	}
 	opened, err := layer.Open(c.keys.Dec, box)
+	c.keyMu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: payload: %w", err)
 	}
+	opened.Key.Wipe()
 	signed, ts := opened.Msg, opened.TS
 	p, _, err := openSignedPayload(signed, c.invite.Fingerprint)
 	if err != nil {
@@ -374,10 +388,16 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 	if c.cfg.Route != nil {
 		r = c.cfg.Route(cy)
 	} else {
-		r = make([]int, len(cy.Nodes))
-		for i := range r {
-			r[i] = i
+		// A fresh, uniformly random order of all the nodes, so that no
+		// node is always first or always last. The permutation comes from
+		// a ChaCha8 stream keyed by 32 bytes of Rand per message;
+		// math/rand/v2's Perm is unbiased.
+		var seed [32]byte
+		if _, err := io.ReadFull(c.cfg.Rand, seed[:]); err != nil {
+			return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 		}
+		r = mrand.New(mrand.NewChaCha8(seed)).Perm(len(cy.Nodes))
+		clear(seed[:])
 	}
 	if len(r) == 0 {
 		return nil, errors.New("ghostcomm: empty route")
@@ -397,6 +417,7 @@ func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer pm.onion.Wipe()
 	res := &Result{Cycle: cy.ID, Route: pm.route}
 	first := pm.route[0].Onion
 	budget, err := firstBudget(time.Until(deadlineOf(ctx)), c.cfg.Rand)
@@ -502,12 +523,17 @@ func Expected(route []NodeInfo, data []byte) (out []byte, ok bool) {
 	return cur, true
 }
 
-// Close ends the client's streams: every Fetch and Send under way returns
-// ErrClosed, and so does every later one. It is idempotent.
+// Close ends the client's streams and wipes its private key: every Fetch
+// and Send under way returns ErrClosed, and so does every later one. It is
+// idempotent.
 func (c *Client) Close() error {
 	c.closed.Store(true)
 	c.closeNow()
 	c.pool.Close()
+	c.keyMu.Lock() // waits for a payload being opened
+	c.keys.Wipe()
+	c.keyWiped = true
+	c.keyMu.Unlock()
 	return nil
 }
 

@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+
+	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // Internals exposed to the package's external tests, which cannot be
@@ -93,7 +97,34 @@ func (p *Primary) AnswerRequest(body []byte) ([]byte, error) { return p.answer(b
 // ForgePayload seals for client c a payload of cycle cy signed by signer
 // (any Primary), with the body altered by mutate after signing if not nil.
 func ForgePayload(signer *Primary, c *Client, cy *Cycle, nonce [32]byte, mutate func([]byte)) ([]byte, error) {
+	return ForgePayloadWith(signer, c, cy, nonce, Forgery{Signed: mutate})
+}
+
+// Forgery says how ForgePayloadWith departs from a genuine payload.
+type Forgery struct {
+	// Cycle alters a copy of the cycle before it is signed.
+	Cycle func(*Cycle)
+	// Client, if set, is the client fingerprint signed into the payload
+	// instead of the recipient's.
+	Client *Fingerprint
+	// BoxTS, if set, is the sealed box's Fernet timestamp instead of the
+	// cycle's NotBefore.
+	BoxTS *int64
+	// Signed alters the signed form (signature and content) after signing.
+	Signed func([]byte)
+}
+
+// ForgePayloadWith seals for client c a payload of cycle cy signed by signer
+// (any Primary), altered as f says.
+func ForgePayloadWith(signer *Primary, c *Client, cy *Cycle, nonce [32]byte, f Forgery) ([]byte, error) {
+	cy = cy.clone()
+	if f.Cycle != nil {
+		f.Cycle(cy)
+	}
 	pl := payload{cycle: *cy, nonce: nonce, client: Fingerprint(c.keys.Fpr), primary: signer.keys.Raw}
+	if f.Client != nil {
+		pl.client = *f.Client
+	}
 	content, err := pl.marshal()
 	if err != nil {
 		return nil, err
@@ -102,14 +133,33 @@ func ForgePayload(signer *Primary, c *Client, cy *Cycle, nonce [32]byte, mutate 
 	if err != nil {
 		return nil, err
 	}
-	if mutate != nil {
-		mutate(signed)
+	if f.Signed != nil {
+		f.Signed(signed)
+	}
+	ts := cy.NotBefore.Unix()
+	if f.BoxTS != nil {
+		ts = *f.BoxTS
 	}
 	k, err := layer.NewKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	return layer.Seal(nil, c.keys.Enc, &k, cy.NotBefore.Unix(), signed, rand.Reader)
+	return layer.Seal(nil, c.keys.Enc, &k, ts, signed, rand.Reader)
+}
+
+// ResealData replaces the message's data box for hop 1 with one holding
+// data under Fernet timestamp ts; the onion layers stay as they are.
+func (pm *prepared) ResealData(data []byte, ts int64) error {
+	k, err := layer.NewKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	box, err := layer.Seal(nil, pm.route[0].pub.Enc, &k, ts, data, rand.Reader)
+	if err != nil {
+		return err
+	}
+	pm.data = box
+	return nil
 }
 
 // InflightBytes returns the frame bytes the first node of the current cycle
@@ -150,4 +200,41 @@ func (pm *prepared) BodyBudget(budget time.Duration) [][]byte { return pm.body(b
 func ReadFrameID(r io.Reader, max int) (typ uint8, body []byte, id uint32, err error) {
 	h, b, err := wire.ReadFrame(r, max)
 	return uint8(h.Type), b, h.ID, err
+}
+
+// Route picks a message's route as Send does.
+func (c *Client) Route(cy *Cycle) ([]int, error) { return c.route(cy) }
+
+// Peers returns the peers the node keeps.
+func (n *Node) Peers() []NodeInfo { return *n.peers.Load() }
+
+// HasKeyRing reports whether the node info holds an OpenPGP key ring.
+func (ni *NodeInfo) HasKeyRing() bool { return ni.pub != nil && ni.pub.Ring != nil }
+
+// Nodes returns the nodes of the Primary's current cycle.
+func (p *Primary) Nodes() []*Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Node(nil), p.current.nodes...)
+}
+
+// KeyMaterial returns the slices holding the client's private keys.
+func (c *Client) KeyMaterial() [][]byte {
+	var out [][]byte
+	for _, k := range c.keys.Priv.GetKeys() {
+		e := k.GetEntity()
+		pks := []*packet.PrivateKey{e.PrivateKey}
+		for _, sk := range e.Subkeys {
+			pks = append(pks, sk.PrivateKey)
+		}
+		for _, pk := range pks {
+			switch k := pk.PrivateKey.(type) {
+			case *eddsa.PrivateKey:
+				out = append(out, k.D)
+			case *ecdh.PrivateKey:
+				out = append(out, k.D)
+			}
+		}
+	}
+	return out
 }

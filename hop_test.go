@@ -134,7 +134,7 @@ func TestReplayRefused(t *testing.T) {
 func TestReplayOfInnerLayerRefused(t *testing.T) {
 	// A hop that replays what it forwarded, once its successor no longer
 	// keeps the answer: the second hop refuses it.
-	hn := newHopNet(t, PrimaryConfig{Nodes: 2, Node: NodeConfig{HopTimeout: time.Second}}, ClientConfig{})
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2, Node: NodeConfig{HopTimeout: time.Second}}, ClientConfig{Route: payloadOrder})
 	var mu sync.Mutex
 	var captured [][]byte
 	second := hn.cycle.Nodes[1].Onion.Addr()
@@ -226,6 +226,40 @@ func TestLayerForAnotherCycleRefused(t *testing.T) {
 	}
 	if _, err := hn.client.Answer(pm, h, b); !errors.Is(err, ErrStaleCycle) {
 		t.Fatalf("got %v, want ErrStaleCycle", err)
+	}
+}
+
+func TestDataBoxForAnotherCycleRefused(t *testing.T) {
+	// A genuine layer beside a data box that carries another timestamp:
+	// hop 1 refuses the data with a report only the client can read. The
+	// data box is made anew each time; with the cycle's own timestamp
+	// (d = 0) the message goes through.
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, d := range []int64{0, 1, -1, -3600} {
+		pm, err := hn.client.Prepare(hn.cycle, []byte("data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pm.ResealData([]byte("data"), hn.cycle.NotBefore.Unix()+d); err != nil {
+			t.Fatal(err)
+		}
+		h, b, err := hn.exchange(t, pm.FirstHop(), FrameMessage, pm.Body(ctx, time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = hn.client.Answer(pm, h, b)
+		if d == 0 {
+			if err != nil {
+				t.Fatalf("data box with the cycle's timestamp: %v", err)
+			}
+			continue
+		}
+		var he *HopError
+		if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrAuth) {
+			t.Fatalf("data box at NotBefore%+d: got %v, want a HopError for hop 1 matching ErrAuth", d, err)
+		}
 	}
 }
 
@@ -445,4 +479,57 @@ func TestInflightBytesBounded(t *testing.T) {
 	if err := <-held; err != nil {
 		t.Fatalf("held message: %v", err)
 	}
+}
+
+// checkPeers checks that a node keeps of each peer its onion and public key,
+// and nothing else: no processor spec, no key ring.
+func checkPeers(t *testing.T, what string, got []NodeInfo, want []NodeInfo) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d peers, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		p := &got[i]
+		if p.Processor.Name != "" || p.Processor.Params != nil {
+			t.Errorf("%s: peer %d carries its processor %v", what, i, p.Processor)
+		}
+		if p.HasKeyRing() {
+			t.Errorf("%s: peer %d carries a key ring", what, i)
+		}
+		if p.Onion != want[i].Onion || !bytes.Equal(p.PublicKey, want[i].PublicKey) || p.Fingerprint() != want[i].Fingerprint() {
+			t.Errorf("%s: peer %d is not the cycle's node %d", what, i, i)
+		}
+	}
+}
+
+func TestNodesKeepOnlyWhatForwardingNeeds(t *testing.T) {
+	// The Primary's nodes (salted hash processors by default) know of
+	// their peers the onion and the public key, not the processor, and
+	// messages still go through.
+	hn := newHopNet(t, PrimaryConfig{Nodes: 3}, ClientConfig{})
+	for _, nd := range hn.primary.Nodes() {
+		checkPeers(t, "node of the Primary", nd.Peers(), hn.cycle.Nodes)
+	}
+	for _, n := range hn.cycle.Nodes {
+		if n.Processor.Params["salt"] == "" {
+			t.Fatalf("the payload gives node processors without salt (%v): the test shows nothing", n.Processor)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := hn.client.Send(ctx, []byte("x")); err != nil || !res.Verified {
+		t.Fatalf("Send: %v", err)
+	}
+
+	// A program that calls SetPeers itself with the payload's list (which
+	// has the processors) gets the same stripping.
+	nd, err := NewNode(ctx, hn.net.Controller(), hn.net.Dialer(), NodeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	if err := nd.SetPeers(hn.cycle.Nodes); err != nil {
+		t.Fatal(err)
+	}
+	checkPeers(t, "SetPeers with the payload's list", nd.Peers(), hn.cycle.Nodes)
 }

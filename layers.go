@@ -62,6 +62,7 @@ func (c *Client) prepareRoute(cy *Cycle, route []int, data []byte) (*prepared, e
 		return nil, err
 	}
 	pm.data, err = layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), hops[0].Enc, &k, ts, data, c.cfg.Rand)
+	k.Wipe()
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,9 @@ func (n *Node) checkCycle(ts int64, now time.Time) error {
 func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte, error) {
 	n := len(o.Keys)
 	rk := o.Keys[n-1].Derive(layer.PurposeReply)
-	if p, _, err := layer.FernetOpen(&rk, tok); err == nil {
+	p, _, err := layer.FernetOpen(&rk, tok)
+	rk.Wipe()
+	if err == nil {
 		out, err := layer.UnpadAnswer(p)
 		if err != nil {
 			return nil, hopError(route, n-1, err)
@@ -120,6 +123,7 @@ func (c *Client) openReply(o *layer.Onion, route []NodeInfo, tok []byte) ([]byte
 	for i := n - 1; i >= 0; i-- {
 		ek := o.Keys[i].Derive(layer.PurposeError)
 		p, _, err := layer.FernetOpen(&ek, tok)
+		ek.Wipe()
 		if err != nil {
 			continue
 		}

@@ -118,7 +118,7 @@ func waitGoroutines(t *testing.T, n int) {
 }
 
 func TestUnreachableHopNamed(t *testing.T) {
-	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{Route: payloadOrder})
 	cy := tn.primary.Cycle()
 	for hop := 1; hop <= 3; hop++ {
 		t.Run(fmt.Sprintf("hop %d", hop), func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestUnreachableHopNamed(t *testing.T) {
 func TestRemovedHopNamed(t *testing.T) {
 	// A hop whose onion is gone (as after a retirement) is reported as not
 	// found, by the hop before it.
-	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{Route: payloadOrder})
 	cy := tn.primary.Cycle()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -165,7 +165,7 @@ func TestRemovedHopNamed(t *testing.T) {
 func TestStalledHopNamedBeforeDeadline(t *testing.T) {
 	// Dials to hop 3 hang: hop 2 gives up on it first and says so, before
 	// the client's own deadline.
-	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{})
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{Route: payloadOrder})
 	cy := tn.primary.Cycle()
 	third := cy.Nodes[2].Onion.Addr()
 	tn.net.SetDialLatency(func(addr string) time.Duration {

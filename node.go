@@ -1,6 +1,7 @@
 package ghostcomm
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -301,21 +302,25 @@ func (n *Node) Info() NodeInfo {
 
 // SetPeers tells the node the nodes of its lock-cycle, in payload order: a
 // layer's next-hop index refers to this list. The list must be the one the
-// Primary signs into the payload.
+// Primary signs into the payload. The node keeps of each peer only what
+// forwarding needs, its onion and its public key: never its processor (whose
+// parameters, such as salts, are the peer's alone).
 func (n *Node) SetPeers(peers []NodeInfo) error {
 	if len(peers) > layer.MaxNodes {
 		return fmt.Errorf("ghostcomm: %d peers, at most %d", len(peers), layer.MaxNodes)
 	}
 	cp := make([]NodeInfo, len(peers))
 	for i, p := range peers {
-		cp[i] = p
-		if p.pub == nil {
-			pk, err := layer.ParsePublicKey(p.PublicKey)
-			if err != nil {
+		pk := p.pub
+		if pk == nil {
+			var err error
+			if pk, err = layer.ParsePublicKey(p.PublicKey); err != nil {
 				return fmt.Errorf("ghostcomm: peer %d: %w", i, err)
 			}
-			cp[i].pub = pk
 		}
+		raw := bytes.Clone(p.PublicKey)
+		// No key ring: a Node's own Info points at its key pair's.
+		cp[i] = NodeInfo{Onion: p.Onion, PublicKey: raw, pub: &layer.PublicKey{Raw: raw, Enc: pk.Enc, Fpr: pk.Fpr}}
 	}
 	n.peers.Store(&cp)
 	return nil
@@ -395,6 +400,7 @@ func (n *Node) handle(ctx context.Context, r *transport.Request) (wire.Type, [][
 	defer n.stats.inflight.Add(-1)
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: p.Next < 0}
 	typ, parts, err := n.relay(ctx, r, m, p, &ev)
+	p.Key.Wipe()
 	if ev.Refused {
 		return n.refuse(start, rejectFor(err), err)
 	}
@@ -421,6 +427,7 @@ func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *
 	var data []byte
 	in, err := layer.Open(n.keys.Dec, m.Data)
 	if err == nil {
+		in.Key.Wipe()
 		data = in.Msg
 		if in.TS != n.ts {
 			err = fmt.Errorf("%w: data made for another cycle", ErrStaleCycle)
@@ -474,6 +481,7 @@ func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peele
 	if p.Next < 0 {
 		key := p.Key.Derive(layer.PurposeReply)
 		tok, err := layer.SealAnswer(nil, &key, n.ts, out)
+		key.Wipe()
 		if err != nil {
 			return n.report(p, wire.ReportProcessing, 0, err)
 		}
@@ -496,6 +504,7 @@ func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peele
 		return n.report(p, wire.ReportProcessing, 0, err)
 	}
 	box, err := layer.Seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.Enc, &k, n.ts, out, n.cfg.Rand)
+	k.Wipe()
 	if err != nil {
 		return n.report(p, wire.ReportProcessing, 0, err)
 	}
@@ -552,6 +561,7 @@ func (n *Node) report(p *layer.Peeled, code wire.ReportCode, detail byte, cause 
 	n.cfg.Logger.Debug("hop failure", "code", code, "err", cause)
 	key := p.Key.Derive(layer.PurposeError)
 	tok, err := layer.SealAnswer(nil, &key, n.ts, []byte{byte(code), detail})
+	key.Wipe()
 	if err != nil {
 		return wire.Reject, [][]byte{{byte(wire.RejectMalformed)}}, errors.Join(cause, err)
 	}

@@ -251,9 +251,8 @@ func parsePayload(b []byte) (*payload, error) {
 		if port == 0 || ni.Processor.Name == "" {
 			return nil, fmt.Errorf("%w: node %d: zero port or empty processor", ErrMalformed, i)
 		}
-		// The key is not checked to be a valid ed25519 point (0.35 ms each
-		// with math/big): the payload is signed by the pinned Primary, and
-		// tor refuses to dial an invalid address anyway.
+		// The key is checked to be a valid ed25519 point by
+		// openSignedPayload, once the signature verifies (0.35 ms each).
 		ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
 		c.Nodes = append(c.Nodes, ni)
 	}
@@ -284,7 +283,9 @@ func signPayload(signer *layer.KeyPair, body []byte) ([]byte, error) {
 }
 
 // openSignedPayload splits a signed payload, checks that the embedded Primary
-// key is the pinned one and that its signature verifies, and parses the body.
+// key is the pinned one and that its signature verifies, parses the body, and
+// checks that every node's onion key is a valid ed25519 point (ErrMalformed,
+// also matching onionaddr.ErrInvalid) and its OpenPGP key parses.
 func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *layer.PublicKey, error) {
 	d := decoder{b: b}
 	sig := d.bytes(int(d.u16()))
@@ -312,6 +313,14 @@ func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *layer.PublicKey
 	}
 	for i := range p.cycle.Nodes {
 		n := &p.cycle.Nodes[i]
+		// parsePayload made the service id from 32 bytes: it decodes.
+		key, err := onionaddr.Decode(n.Onion.ServiceID)
+		if err == nil {
+			err = onionaddr.CheckKey(key)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: node %d: onion key: %w", ErrMalformed, i, err)
+		}
 		pk, err := layer.ParsePublicKey(n.PublicKey)
 		if err != nil {
 			return nil, nil, fmt.Errorf("node %d: %w", i, err)

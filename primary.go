@@ -559,6 +559,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer k.Wipe()
 	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
 }
 

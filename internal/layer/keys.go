@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/ed25519"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ProtonMail/go-crypto/openpgp/x25519"
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
 
@@ -44,16 +49,80 @@ func GenerateKeyPair(name string) (*KeyPair, error) {
 }
 
 // NewKeyPair wraps an unlocked private key that has a curve25519 encryption
-// key. It works on a copy: Wipe never touches the caller's key.
+// key. It works on a copy: Wipe never touches the caller's key. The private
+// keys must be EdDSA, Ed25519, ECDH or X25519 ones, as ghostcomm generates.
 func NewKeyPair(k *pgp.Key) (*KeyPair, error) {
 	if k == nil {
 		return nil, fmt.Errorf("%w: no key", ErrMalformed)
 	}
-	k, err := k.Copy()
+	if !k.IsPrivate() {
+		return nil, fmt.Errorf("%w: not a private key", ErrMalformed)
+	}
+	e, err := copyEntity(k.GetEntity())
 	if err != nil {
+		return nil, err
+	}
+	if k, err = pgp.NewKeyFromEntity(e); err != nil {
 		return nil, fmt.Errorf("ghostcomm: copying key: %w", err)
 	}
 	return wrapKey(k)
+}
+
+// copyEntity copies e in memory, with private key material of its own. The
+// public parts (keys, identities, signatures), which nothing modifies, are
+// shared. It does not use pgp.Key.Copy, which serializes the private key
+// into a buffer and parses it back: the serialized key, and the parser's
+// buffers, would stay in memory that nobody wipes.
+func copyEntity(e *openpgp.Entity) (*openpgp.Entity, error) {
+	cp := *e
+	var err error
+	if cp.PrivateKey, err = copyPrivateKey(e.PrivateKey); err != nil {
+		return nil, err
+	}
+	if e.PrivateKey != nil && e.PrimaryKey == &e.PrivateKey.PublicKey {
+		cp.PrimaryKey = &cp.PrivateKey.PublicKey
+	}
+	cp.Subkeys = slices.Clone(e.Subkeys)
+	for i := range cp.Subkeys {
+		sk := &cp.Subkeys[i]
+		if sk.PrivateKey, err = copyPrivateKey(e.Subkeys[i].PrivateKey); err != nil {
+			return nil, err
+		}
+		if e.Subkeys[i].PrivateKey != nil && e.Subkeys[i].PublicKey == &e.Subkeys[i].PrivateKey.PublicKey {
+			sk.PublicKey = &sk.PrivateKey.PublicKey
+		}
+	}
+	return &cp, nil
+}
+
+// copyPrivateKey copies a private key packet and its secret.
+func copyPrivateKey(pk *packet.PrivateKey) (*packet.PrivateKey, error) {
+	if pk == nil {
+		return nil, nil
+	}
+	cp := *pk
+	switch k := pk.PrivateKey.(type) {
+	case nil: // locked or a stub: no secret in the clear
+	case *eddsa.PrivateKey:
+		c := *k
+		c.D = bytes.Clone(k.D)
+		cp.PrivateKey = &c
+	case *ecdh.PrivateKey:
+		c := *k
+		c.D = bytes.Clone(k.D)
+		cp.PrivateKey = &c
+	case *ed25519.PrivateKey:
+		c := *k
+		c.Key = bytes.Clone(k.Key)
+		cp.PrivateKey = &c
+	case *x25519.PrivateKey:
+		c := *k
+		c.Secret = bytes.Clone(k.Secret)
+		cp.PrivateKey = &c
+	default:
+		return nil, fmt.Errorf("%w: private key of type %T (want EdDSA, Ed25519, ECDH or X25519)", ErrMalformed, k)
+	}
+	return &cp, nil
 }
 
 // wrapKey wraps k itself, which Wipe will clear.
@@ -94,8 +163,9 @@ func wrapKey(k *pgp.Key) (*KeyPair, error) {
 	return kp, nil
 }
 
-// Wipe clears the private key material. The key pair must not be used to
-// decrypt or sign after.
+// Wipe zeroes the private key material and drops the key pair's references
+// to it. The key pair must not be used to decrypt or sign after. It may be
+// called more than once, but not while the key pair is in use.
 func (kp *KeyPair) Wipe() {
 	if kp.Priv != nil {
 		kp.Priv.ClearPrivateParams()

@@ -80,8 +80,12 @@ func (k *Key) Derive(purpose string) Key {
 	}
 	var d Key
 	copy(d[:], b)
+	clear(b)
 	return d
 }
+
+// Wipe zeroes the key.
+func (k *Key) Wipe() { clear(k[:]) }
 
 // NewKey reads a fresh key from rnd.
 func NewKey(rnd io.Reader) (Key, error) {
@@ -240,6 +244,7 @@ func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
 	if !unwrapped {
 		return nil, fmt.Errorf("%w: layer key does not unwrap with this key", ErrAuth)
 	}
+	defer clear(ek.Key) // o.Key is the only copy we hand out
 	if ek.CipherFunc != packet.CipherAES256 || len(ek.Key) != KeySize {
 		return nil, fmt.Errorf("%w: layer key is not AES-256", ErrMalformed)
 	}
@@ -247,6 +252,7 @@ func Open(dec []*packet.PrivateKey, box []byte) (*Opened, error) {
 	copy(o.Key[:], ek.Key)
 	o.Msg, o.TS, err = FernetOpen(&o.Key, tok)
 	if err != nil {
+		o.Key.Wipe()
 		return nil, err
 	}
 	o.Tag = tok[len(tok)-32:]
@@ -260,6 +266,9 @@ type Onion struct {
 	Layer []byte // the outermost layer, for hop 1
 	Keys  []Key  // Keys[i] is hop i+1's layer key
 }
+
+// Wipe zeroes the layer keys, once the answer is read.
+func (o *Onion) Wipe() { clear(o.Keys) }
 
 // Build builds the nested layers for a route. hops[i] is the public key of
 // hop i+1; next[i] is the node index that hop i+1 forwards to (len(next) ==
@@ -277,11 +286,9 @@ func Build(hops []*PublicKey, next []byte, ts int64, pad int, rnd io.Reader) (*O
 	}
 	o := &Onion{Keys: make([]Key, n)}
 	for i := range o.Keys {
-		k, err := NewKey(rnd)
-		if err != nil {
-			return nil, err
+		if _, err := io.ReadFull(rnd, o.Keys[i][:]); err != nil {
+			return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 		}
-		o.Keys[i] = k
 	}
 	plain := make([]byte, 1+pad, 1+pad+n*Overhead)
 	plain[0] = ExitHop
@@ -296,6 +303,7 @@ func Build(hops []*PublicKey, next []byte, ts int64, pad int, rnd io.Reader) (*O
 		}
 		out, err := Seal(make([]byte, 0, len(plain)+Overhead+16), hops[i].Enc, &o.Keys[i], ts, plain, rnd)
 		if err != nil {
+			o.Wipe()
 			return nil, err
 		}
 		layer = out
@@ -317,16 +325,19 @@ func Peel(dec []*packet.PrivateKey, layer []byte) (*Peeled, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(o.Msg) == 0 {
-		return nil, fmt.Errorf("%w: empty layer", ErrMalformed)
-	}
 	p := &Peeled{Opened: *o, Next: -1}
-	if o.Msg[0] != ExitHop {
-		if len(o.Msg) == 1 {
-			return nil, fmt.Errorf("%w: relay layer without an inner layer", ErrMalformed)
-		}
-		p.Next = int(o.Msg[0])
-		p.Inner = o.Msg[1:]
+	o.Key.Wipe() // p holds the only copy
+	switch {
+	case len(p.Msg) == 0:
+		p.Key.Wipe()
+		return nil, fmt.Errorf("%w: empty layer", ErrMalformed)
+	case p.Msg[0] == ExitHop:
+	case len(p.Msg) == 1:
+		p.Key.Wipe()
+		return nil, fmt.Errorf("%w: relay layer without an inner layer", ErrMalformed)
+	default:
+		p.Next = int(p.Msg[0])
+		p.Inner = p.Msg[1:]
 	}
 	return p, nil
 }

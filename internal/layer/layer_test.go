@@ -5,9 +5,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 )
 
@@ -390,5 +394,117 @@ func TestWipeLeavesCallersKey(t *testing.T) {
 	box, _ := Seal(nil, again.Enc, &key, 0, []byte("x"), rand.Reader)
 	if _, err := Open(again.Dec, box); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// secrets returns the private key material of a key pair's entity: the
+// slices Wipe must zero.
+func secrets(t *testing.T, kp *KeyPair) [][]byte {
+	t.Helper()
+	keys := kp.Priv.GetKeys()
+	if len(keys) != 1 {
+		t.Fatalf("%d keys in the ring", len(keys))
+	}
+	e := keys[0].GetEntity()
+	pks := []*packet.PrivateKey{e.PrivateKey}
+	for _, sk := range e.Subkeys {
+		pks = append(pks, sk.PrivateKey)
+	}
+	var out [][]byte
+	for _, pk := range pks {
+		switch k := pk.PrivateKey.(type) {
+		case *eddsa.PrivateKey:
+			out = append(out, k.D)
+		case *ecdh.PrivateKey:
+			out = append(out, k.D)
+		default:
+			t.Fatalf("private key of type %T", k)
+		}
+	}
+	return out
+}
+
+func allZero(b []byte) bool { return !slices.ContainsFunc(b, func(x byte) bool { return x != 0 }) }
+
+func TestWipeZeroesKeyMaterial(t *testing.T) {
+	caller, err := pgp.GenerateKey("caller", "", "x25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	callerKP, err := wrapKey(caller) // the caller's own material, not a copy
+	if err != nil {
+		t.Fatal(err)
+	}
+	callerSecrets := secrets(t, callerKP)
+	callerBefore := make([][]byte, len(callerSecrets))
+	for i, s := range callerSecrets {
+		callerBefore[i] = bytes.Clone(s)
+	}
+	generated, err := GenerateKeyPair("generated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := NewKeyPair(caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, kp := range map[string]*KeyPair{"generated": generated, "copied": copied} {
+		s := secrets(t, kp)
+		if len(s) != 2 {
+			t.Fatalf("%s: %d private keys, want a signing key and a decryption key", name, len(s))
+		}
+		for i := range s {
+			if allZero(s[i]) {
+				t.Fatalf("%s: private key %d is zero before Wipe", name, i)
+			}
+		}
+		kp.Wipe()
+		kp.Wipe() // idempotent
+		for i := range s {
+			if !allZero(s[i]) {
+				t.Errorf("%s: private key %d not zeroed by Wipe", name, i)
+			}
+		}
+		if kp.Dec != nil {
+			t.Errorf("%s: decryption keys still referenced after Wipe", name)
+		}
+	}
+	// The copy had material of its own: the caller's is intact.
+	for i, s := range callerSecrets {
+		if !bytes.Equal(s, callerBefore[i]) {
+			t.Errorf("caller's private key %d changed by wiping the copy", i)
+		}
+	}
+}
+
+func TestOnionWipe(t *testing.T) {
+	kps := testKeys(t, 3)
+	o, err := Build(pubs(kps), []byte{1, 2}, 0, 0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := o.Keys
+	for i := range keys {
+		if allZero(keys[i][:]) {
+			t.Fatalf("layer key %d is zero", i)
+		}
+	}
+	o.Wipe()
+	for i := range keys {
+		if !allZero(keys[i][:]) {
+			t.Errorf("layer key %d not zeroed by Wipe", i)
+		}
+	}
+	// A peeled layer still carries its key, for the hop to use.
+	p, err := Build(pubs(kps[:1]), nil, 0, 0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peeled, err := Peel(kps[0].Dec, p.Layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peeled.Key != p.Keys[0] {
+		t.Fatal("peeled key differs from the built one")
 	}
 }

@@ -102,10 +102,22 @@ func Parse(s string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKey(pub); err != nil {
-		return nil, fmt.Errorf("%w: %w: %w", ErrInvalid, errKey, err)
+	if err := CheckKey(pub); err != nil {
+		return nil, err
 	}
 	return pub, nil
+}
+
+// CheckKey reports why pub is not an ed25519 public key that tor accepts as
+// an onion service identity (not a canonical encoding of a point of the
+// curve, the identity point, or a point with a torsion component), wrapping
+// ErrInvalid; nil if it is one. It is Parse's check of the key, for keys
+// that arrive as raw bytes. It costs about 0.35 ms.
+func CheckKey(pub []byte) error {
+	if err := checkKey(pub); err != nil {
+		return fmt.Errorf("%w: %w: %w", ErrInvalid, errKey, err)
+	}
+	return nil
 }
 
 // Decode is Parse without the check that the key is a valid ed25519 point:

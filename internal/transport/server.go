@@ -268,10 +268,10 @@ type stream struct {
 	s        *Server
 	c        net.Conn
 	wmu      sync.Mutex
-	charged  atomic.Int64 // bytes charged to this stream's requests
-	active   atomic.Int32 // requests dispatched and not finished
-	proven   atomic.Bool  // carried an accepted request
-	last     atomic.Int64 // unix nanoseconds of the last complete frame
+	charged  atomic.Int64  // bytes charged to this stream's requests
+	active   atomic.Int32  // requests dispatched and not finished
+	proven   atomic.Bool   // carried an accepted request
+	last     atomic.Int64  // unix nanoseconds of the last complete frame
 	gone     chan struct{} // closed when the stream ends
 	handlers sync.WaitGroup
 }
