@@ -25,10 +25,12 @@ import (
 const DefaultHopTimeout = 60 * time.Second
 
 // DefaultReplayCacheSize bounds the replay cache of one Node for one
-// lock-cycle: 1<<20 entries of 16 bytes each, about 40 MiB with map
-// overhead. When it is full the node refuses new messages with ErrBusy
-// rather than forget what it has seen.
-const DefaultReplayCacheSize = 1 << 20
+// lock-cycle: 1<<22 tags. The cache grows as it fills and holds about 10
+// bytes a tag, 40 MiB when full (measured by internal/replay's
+// TestMemoryPerTag). When it is full the node refuses new messages with
+// ErrBusy rather than forget what it has seen; a Primary starts its next
+// cycle early once a node's cache is half full.
+const DefaultReplayCacheSize = 1 << 22
 
 // DefaultPublishTimeout bounds the wait for one onion service's descriptor to
 // be published. A Primary replaces a node whose onion misses it.
