@@ -107,3 +107,11 @@ func (p *Primary) InflightBytes() int64 {
 	p.mu.Unlock()
 	return n.srv.inflightBytes()
 }
+
+// ReplayLen returns how many tags node i of the current cycle has recorded.
+func (p *Primary) ReplayLen(i int) int {
+	p.mu.Lock()
+	n := p.current.nodes[i]
+	p.mu.Unlock()
+	return n.replay.Len()
+}

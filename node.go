@@ -95,6 +95,11 @@ type NodeConfig struct {
 	// Observer, if set, is called after each message the node handled
 	// (successfully or not), from the handling goroutine.
 	Observer func(HopEvent)
+
+	// replayHalf, if set, is called once, from a handling goroutine, when
+	// the replay cache passes half full. It must not block. A Primary sets
+	// it to start the next cycle early.
+	replayHalf func()
 }
 
 func (c *NodeConfig) limits() serverLimits {
@@ -180,10 +185,11 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 }
 
 // Node is one hop of a route: its own onion service and its own OpenPGP key
-// pair for one lock-cycle. Per message it peels its layer, checks the cycle and
-// the replay cache, opens the data, applies its processor, seals the result for
-// the next hop with that hop's public key, forwards it, and relays the answer
-// back; the last hop seals the result for the client.
+// pair for one lock-cycle. Per message it peels its layer, checks the cycle,
+// opens the data, records the layer in its replay cache (refusing a replay),
+// applies its processor, seals the result for the next hop with that hop's
+// public key, forwards it, and relays the answer back; the last hop seals the
+// result for the client.
 //
 // A Node is safe for concurrent use. Close removes its onion service, ends
 // every goroutine and wipes its private key.
@@ -200,6 +206,8 @@ type Node struct {
 	replay *replay.Cache
 
 	peers atomic.Pointer[[]NodeInfo]
+
+	halfSaid atomic.Bool // cfg.replayHalf has been called
 
 	closeOnce sync.Once
 	closeErr  error
@@ -350,9 +358,10 @@ func (n *Node) handle(ctx context.Context, typ wire.Type, body []byte) (wire.Typ
 	return typ, parts
 }
 
-// relay does the work after the layer opened: data, processing, forwarding.
-// Every failure from here on is reported to the client under the layer's
-// error key.
+// relay does the work after the layer opened: data, replay cache,
+// processing, forwarding. Every failure from here on is reported to the
+// client under the layer's error key, except a replay or a full cache found
+// by record, which are plain rejects as in peel.
 func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopEvent) (wire.Type, [][]byte, error) {
 	budget := time.Duration(m.BudgetMS) * time.Millisecond
 	if budget <= 0 || budget > n.cfg.HopTimeout {
@@ -371,6 +380,11 @@ func (n *Node) relay(ctx context.Context, m *wire.Msg, p *layer.Peeled, ev *HopE
 	}
 	if err != nil {
 		return n.report(p, wire.ReportBadData, 0, err)
+	}
+	if err := n.record(p); err != nil {
+		n.cfg.Logger.Debug("layer refused", "err", err)
+		typ, parts := n.reject(rejectFor(err))
+		return typ, parts, err
 	}
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
