@@ -24,6 +24,7 @@ const (
 	FrameReply     = uint8(wire.Reply)
 	FrameReject    = uint8(wire.Reject)
 	RejectReplay   = uint8(wire.RejectReplay)
+	RejectBusy     = uint8(wire.RejectBusy)
 	RejectTooLarge = uint8(wire.RejectTooLarge)
 )
 
@@ -108,10 +109,21 @@ func (p *Primary) InflightBytes() int64 {
 	return n.srv.inflightBytes()
 }
 
-// ReplayLen returns how many tags node i of the current cycle has recorded.
-func (p *Primary) ReplayLen(i int) int {
+// ReplayLen returns how many tags the node at onion address addr, of any
+// cycle still running, has recorded; -1 if there is no such node.
+func (p *Primary) ReplayLen(addr string) int {
 	p.mu.Lock()
-	n := p.current.nodes[i]
+	cycles := []*cycleState{p.current}
+	for cs := range p.retiring {
+		cycles = append(cycles, cs)
+	}
 	p.mu.Unlock()
-	return n.replay.Len()
+	for _, cs := range cycles {
+		for _, n := range cs.nodes {
+			if n.Onion().Addr() == addr {
+				return n.replay.Len()
+			}
+		}
+	}
+	return -1
 }
