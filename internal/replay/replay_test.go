@@ -233,3 +233,24 @@ func FuzzCache(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAdd records fresh random tags in a cache of 2^22.
+func BenchmarkAdd(b *testing.B) {
+	c := New(1 << 22)
+	tags := make([]byte, 4096*KeySize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j := i % 4096
+		if j == 0 {
+			b.StopTimer()
+			rand.Read(tags)
+			if c.Len() > 1<<21 {
+				c = New(1 << 22)
+			}
+			b.StartTimer()
+		}
+		if err := c.Add(tags[j*KeySize : (j+1)*KeySize]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
