@@ -76,6 +76,16 @@ func (t *answerTable) begin(tag, box []byte, add func() error) (c *answerCall, d
 	return c, false, nil
 }
 
+// has reports whether the table holds a message with layer tag tag.
+func (t *answerTable) has(tag []byte) bool {
+	if len(tag) < replay.KeySize {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.calls[[replay.KeySize]byte(tag)] != nil
+}
+
 // finish records c's answer, wakes its copies and keeps the answer for ttl.
 func (t *answerTable) finish(c *answerCall, typ wire.Type, parts [][]byte, err error) {
 	c.typ, c.parts, c.err = typ, parts, err

@@ -28,8 +28,8 @@ const (
 	FrameReply     = uint8(wire.Reply)
 	FrameReject    = uint8(wire.Reject)
 	RejectReplay   = uint8(wire.RejectReplay)
-	RejectTooLarge = uint8(wire.RejectTooLarge)
 	RejectBusy     = uint8(wire.RejectBusy)
+	RejectTooLarge = uint8(wire.RejectTooLarge)
 
 	FramePayloadRequest  = uint8(wire.PayloadRequest)
 	FramePayloadResponse = uint8(wire.PayloadResponse)
@@ -237,4 +237,23 @@ func (c *Client) KeyMaterial() [][]byte {
 		}
 	}
 	return out
+}
+
+// ReplayLen returns how many tags the node at onion address addr, of any
+// cycle still running, has recorded; -1 if there is no such node.
+func (p *Primary) ReplayLen(addr string) int {
+	p.mu.Lock()
+	cycles := []*cycleState{p.current}
+	for cs := range p.retiring {
+		cycles = append(cycles, cs)
+	}
+	p.mu.Unlock()
+	for _, cs := range cycles {
+		for _, n := range cs.nodes {
+			if n.Onion().Addr() == addr {
+				return n.replay.Len()
+			}
+		}
+	}
+	return -1
 }

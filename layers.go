@@ -76,12 +76,14 @@ func (pm *prepared) body(budget time.Duration) [][]byte {
 }
 
 // peel opens a hop's onion layer and checks it before anything else is done
-// with the message: the layer must open with the node's key and carry its
-// cycle's timestamp at a time the cycle is valid. Until the layer opens,
-// nothing said back can be authenticated, so these refusals travel as plain
-// Reject frames; the error says which (ErrAuth, ErrMalformed,
-// ErrStaleCycle). The replay check comes later, once the data box has
-// opened too (Node.relay).
+// with the message: the layer must open with the node's key, carry its
+// cycle's timestamp at a time the cycle is valid, and not be a replay of
+// one already recorded in this cycle (unless it may be a resent copy of a
+// message whose answer the node keeps: see answerTable). Until the layer
+// opens, nothing said back can be authenticated, so these refusals travel
+// as plain Reject frames; the error says which (ErrAuth, ErrMalformed,
+// ErrStaleCycle, ErrReplay). The tag is only looked up here: relay records
+// it once the data box has opened too (see record).
 func (n *Node) peel(m *wire.Msg, now time.Time) (*layer.Peeled, error) {
 	p, err := layer.Peel(n.keys.Dec, m.Layer)
 	if err != nil {
@@ -90,7 +92,26 @@ func (n *Node) peel(m *wire.Msg, now time.Time) (*layer.Peeled, error) {
 	if err := n.checkCycle(p.TS, now); err != nil {
 		return nil, err
 	}
+	if n.replay.Seen(p.Tag) && !n.answers.has(p.Tag) {
+		return nil, ErrReplay
+	}
 	return p, nil
+}
+
+// record enters a layer's tag in the replay cache, once its data box has
+// opened: a genuine layer with a garbage data box leaves no trace, so that
+// filling the cache costs a whole message per tag. Of copies of a message
+// that arrive together, only the first is recorded; the others get
+// ErrReplay, and a full cache ErrBusy, before anything is processed or
+// forwarded. Like peel's refusals these travel as plain Reject frames.
+func (n *Node) record(p *layer.Peeled) error {
+	if err := n.replay.Add(p.Tag); err != nil {
+		return err
+	}
+	if f := n.cfg.replayHalf; f != nil && 2*n.replay.Len() > n.replay.Cap() && n.halfSaid.CompareAndSwap(false, true) {
+		f()
+	}
+	return nil
 }
 
 func (n *Node) checkCycle(ts int64, now time.Time) error {

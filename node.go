@@ -27,10 +27,12 @@ import (
 const DefaultHopTimeout = 60 * time.Second
 
 // DefaultReplayCacheSize bounds the replay cache of one Node for one
-// lock-cycle: 1<<20 entries of 16 bytes each, about 40 MiB with map
-// overhead. When it is full the node refuses new messages with ErrBusy
-// rather than forget what it has seen.
-const DefaultReplayCacheSize = 1 << 20
+// lock-cycle: 1<<22 tags. The cache grows as it fills and holds about 10
+// bytes a tag, 40 MiB when full (measured by internal/replay's
+// TestMemoryPerTag). When it is full the node refuses new messages with
+// ErrBusy rather than forget what it has seen; a Primary starts its next
+// cycle early once a node's cache is half full.
+const DefaultReplayCacheSize = 1 << 22
 
 // DefaultPublishTimeout bounds the wait for one onion service's descriptor to
 // be published. A Primary replaces a node whose onion misses it.
@@ -117,6 +119,11 @@ type NodeConfig struct {
 	// when it refused it (HopEvent.Refused), from the goroutine that
 	// handled or read it. It must not block.
 	Observer func(HopEvent)
+
+	// replayHalf, if set, is called once, from a handling goroutine, when
+	// the replay cache passes half full. It must not block. A Primary sets
+	// it to start the next cycle early.
+	replayHalf func()
 }
 
 // HopEvent describes one message handled by one Node, for operators and for
@@ -210,10 +217,11 @@ func (c *NodeConfig) withDefaults() NodeConfig {
 }
 
 // Node is one hop of a route: its own onion service and its own OpenPGP key
-// pair for one lock-cycle. Per message it peels its layer, checks the cycle and
-// the replay cache, opens the data, applies its processor, seals the result for
-// the next hop with that hop's public key, forwards it, and relays the answer
-// back; the last hop seals the result for the client.
+// pair for one lock-cycle. Per message it peels its layer, checks the cycle,
+// opens the data, records the layer in its replay cache (refusing a replay),
+// applies its processor, seals the result for the next hop with that hop's
+// public key, forwards it, and relays the answer back; the last hop seals the
+// result for the client.
 //
 // A Node is safe for concurrent use. Close removes its onion service, ends
 // every goroutine and wipes its private key.
@@ -232,6 +240,8 @@ type Node struct {
 	stats   nodeCounters
 
 	peers atomic.Pointer[[]NodeInfo]
+
+	halfSaid atomic.Bool // cfg.replayHalf has been called
 
 	closeOnce sync.Once
 	closeErr  error
@@ -441,7 +451,7 @@ func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *
 	// only a genuine message costs a tag. A copy of a message this node is
 	// handling, or has just answered, sent again because a stream broke,
 	// gets the first copy's answer and is not processed again.
-	call, dup, err := n.answers.begin(p.Tag, m.Data, func() error { return n.replay.Add(p.Tag) })
+	call, dup, err := n.answers.begin(p.Tag, m.Data, func() error { return n.record(p) })
 	if err != nil {
 		ev.Refused = true
 		return wire.Reject, nil, err

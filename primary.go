@@ -35,6 +35,9 @@ type PrimaryConfig struct {
 	// DefaultNodes.
 	Nodes int
 	// Period is how long a lock-cycle is handed out. Zero: DefaultPeriod.
+	// A cycle is replaced early, as if PublishAhead had been reached, once
+	// one of its nodes' replay caches is more than half full (see
+	// NodeConfig.ReplayCacheSize).
 	Period time.Duration
 	// Grace is how long a replaced cycle's nodes keep serving messages
 	// after the cycle's end. Zero: DefaultGrace. Negative: none.
@@ -311,15 +314,23 @@ func (p *Primary) Onions() []Onion {
 // Rotate replaces the lock-cycle now: it creates and publishes the new
 // nodes, then hands the new cycle to clients. The replaced cycle's nodes keep
 // serving until its NotAfter plus Grace, then are closed. Rotations also
-// happen by themselves every Period.
-func (p *Primary) Rotate(ctx context.Context) error {
+// happen by themselves every Period, and early when a node's replay cache
+// passes half full.
+func (p *Primary) Rotate(ctx context.Context) error { return p.rotate(ctx, nil) }
+
+// rotate replaces the current cycle; if from is not nil, only if from is
+// still the current cycle (a timer of a cycle already replaced does nothing).
+func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	p.rotating.Lock()
 	defer p.rotating.Unlock()
 	p.mu.Lock()
-	closed := p.closed
+	closed, replaced := p.closed, from != nil && p.current != from
 	p.mu.Unlock()
 	if closed {
 		return ErrClosed
+	}
+	if replaced {
+		return nil
 	}
 	next, err := p.newCycle(ctx)
 	if err != nil {
@@ -352,25 +363,44 @@ func (p *Primary) scheduleRotation() {
 	if p.stopNext != nil {
 		p.stopNext()
 	}
-	at := p.current.cycle.NotAfter.Add(-p.cfg.PublishAhead)
-	p.stopNext = p.cfg.Clock.AfterFunc(at.Sub(p.cfg.Clock.Now()), p.autoRotate)
+	cs := p.current
+	at := cs.cycle.NotAfter.Add(-p.cfg.PublishAhead)
+	p.stopNext = p.cfg.Clock.AfterFunc(at.Sub(p.cfg.Clock.Now()), func() { p.autoRotate(cs) })
 }
 
-func (p *Primary) autoRotate() {
+// replayHalf starts the successor of cs now, as if PublishAhead had been
+// reached: a node of cs has recorded more than half the tags its replay
+// cache holds, and a full cache would refuse every message until the cycle
+// ends. Called from the node's handling goroutine; it does not block.
+func (p *Primary) replayHalf(cs *cycleState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.current != cs {
+		return
+	}
+	p.cfg.Logger.Info("a node's replay cache is half full: starting the next lock-cycle early", "cycle", fmt.Sprintf("%x", cs.cycle.ID))
+	if p.stopNext != nil {
+		p.stopNext()
+	}
+	p.stopNext = p.cfg.Clock.AfterFunc(0, func() { p.autoRotate(cs) })
+}
+
+// autoRotate replaces cycle from, unless it has been replaced already.
+func (p *Primary) autoRotate(from *cycleState) {
 	if !p.startBackground() {
 		return
 	}
 	defer p.bg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PublishAhead)
 	defer cancel()
-	if err := p.Rotate(ctx); err != nil && !errors.Is(err, ErrClosed) {
+	if err := p.rotate(ctx, from); err != nil && !errors.Is(err, ErrClosed) {
 		p.cfg.Logger.Warn("lock-cycle rotation failed; retrying", "err", err)
 		p.mu.Lock()
 		if !p.closed {
 			if p.stopNext != nil {
 				p.stopNext()
 			}
-			p.stopNext = p.cfg.Clock.AfterFunc(max(p.cfg.PublishAhead/4, time.Second), p.autoRotate)
+			p.stopNext = p.cfg.Clock.AfterFunc(max(p.cfg.PublishAhead/4, time.Second), func() { p.autoRotate(from) })
 		}
 		p.mu.Unlock()
 	}
@@ -433,6 +463,7 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
 		nc.Key, nc.OnionKey = nil, nil
 		nc.Clock, nc.Rand, nc.Logger = p.cfg.Clock, p.cfg.Rand, p.cfg.Logger
+		nc.replayHalf = func() { p.replayHalf(cs) }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
