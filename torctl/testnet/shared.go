@@ -1,7 +1,6 @@
 package testnet
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +29,7 @@ const EnvVerbose = "GHOSTCOMM_TESTNET_VERBOSE"
 const SharedClients = 2
 
 // SharedStartTimeout bounds the start of the shared network. Bootstrap takes
-// 10–31 s on a 2-core machine; the margin is for loaded CI machines.
+// 10–37 s on a 2-core machine; the margin is for loaded CI machines.
 const SharedStartTimeout = 4 * time.Minute
 
 var shared struct {
@@ -39,6 +38,7 @@ var shared struct {
 	started bool
 	closed  bool
 	net     *Network
+	users   *os.File // users.lock, held while this process uses the network
 	err     error
 }
 
@@ -72,13 +72,23 @@ func SkipUnlessAvailable(tb testing.TB) {
 }
 
 // Shared returns the private Tor network shared by every test of this test
-// binary, starting it on first use (SharedClients client tors). Tests must
-// not Close it or stop its clients; they stop what they add themselves.
+// binary and by every other test binary of the same `go test` run (see
+// ShareDir): the first one to ask starts it, in a daemon process that stops
+// it once no test binary uses it and the go command has exited. It has
+// SharedClients client tors. While a test binary waits for the network, it
+// prints progress to its standard error every 5 s, and the daemon prints
+// bootstrap progress to the go command's standard error when that is a pipe
+// or a terminal.
 //
-// The test binary must call Main from TestMain, which stops the network when
-// the tests end; Shared fails the test otherwise. When tor cannot be used,
-// Shared skips the test (see SkipUnlessAvailable). When the network fails to
-// start, every test that asks for it fails with the same error.
+// Tests must not Close the network or stop its clients; they stop what they
+// add themselves. Tors added with AddTor or PrepareTor belong to the test
+// binary that added them, as with a network of its own.
+//
+// The test binary must call Main from TestMain, which detaches from the
+// network (and stops the tors it added) when the tests end; Shared fails the
+// test otherwise. When tor cannot be used, Shared skips the test (see
+// SkipUnlessAvailable). When the network fails to start, every test that asks
+// for it fails with the same error.
 func Shared(tb testing.TB) *Network {
 	tb.Helper()
 	SkipUnlessAvailable(tb)
@@ -92,15 +102,15 @@ func Shared(tb testing.TB) *Network {
 	}
 	if !shared.started {
 		shared.started = true
-		ctx, cancel := context.WithTimeout(context.Background(), SharedStartTimeout)
-		cfg := Config{Clients: SharedClients, TorPath: os.Getenv(EnvTorPath)}
+		log := slog.New(slog.DiscardHandler)
 		if os.Getenv(EnvVerbose) != "" {
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
-		shared.net, shared.err = Start(ctx, cfg)
-		cancel()
+		begin := time.Now()
+		shared.net, shared.users, shared.err = attachShared(ShareDir(), os.Stderr, log)
 		if shared.err == nil {
-			tb.Logf("testnet: shared private Tor network bootstrapped in %v (%s)", shared.net.BootstrapTime().Round(time.Millisecond), shared.net.Dir())
+			tb.Logf("testnet: shared private Tor network (bootstrapped in %v) ready after %v; share directory %s",
+				shared.net.BootstrapTime().Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), ShareDir())
 		}
 	}
 	if shared.err != nil {
@@ -109,17 +119,24 @@ func Shared(tb testing.TB) *Network {
 	return shared.net
 }
 
-// Main runs the tests of m and then stops the shared network, if one was
-// started, before the test binary exits; call it from TestMain:
+// Main runs the tests of m and then detaches from the shared network, if
+// this test binary used it, before the test binary exits; call it from
+// TestMain:
 //
 //	func TestMain(m *testing.M) { testnet.Main(m) }
 //
-// A failure to stop the network fails the run. If a test panics or the test
-// binary is killed, Main does not get to stop the network; each tor then
-// exits on its own within seconds, because the control connection on which
-// the network sent TAKEOWNERSHIP closes with the process
-// (and __OwningControllerProcess names this process).
+// A failure to stop the tors this binary added fails the run. Main is also
+// where the shared network's daemon runs: Shared starts it as this test
+// binary, re-executed. If a test panics or the test binary is killed, the
+// kernel drops its lock on the network, and the daemon stops the network
+// when no other test binary uses it; if the daemon is killed, each tor exits
+// on its own within seconds, because the control connection on which the
+// daemon sent TAKEOWNERSHIP closes with it (and __OwningControllerProcess
+// names it).
 func Main(m *testing.M) {
+	if dir := os.Getenv(envDaemon); dir != "" {
+		os.Exit(runDaemon(dir))
+	}
 	os.Exit(runMain(m))
 }
 
@@ -138,7 +155,8 @@ func runMain(m *testing.M) (code int) {
 	return m.Run()
 }
 
-// stopShared stops the shared network; later Shared calls fail.
+// stopShared stops the tors this process added to the shared network and
+// releases its lock on it; later Shared calls fail.
 func stopShared() error {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
@@ -148,6 +166,10 @@ func stopShared() error {
 	}
 	err := shared.net.Close()
 	shared.net = nil
+	if shared.users != nil {
+		shared.users.Close()
+		shared.users = nil
+	}
 	if shared.err == nil {
 		shared.err = errors.New("testnet: shared network stopped")
 	}

@@ -18,7 +18,8 @@
 // TAKEOWNERSHIP (tor exits about a second after that connection closes), and
 // each torrc sets __OwningControllerProcess to the PID of this process.
 //
-// Tests of any package share one network per test binary with Shared and Main.
+// Tests of any package share one network per `go test` run, across test
+// binaries, with Shared and Main.
 package testnet
 
 import (
@@ -664,8 +665,13 @@ func (n *Network) waitBootstrap(ctx context.Context, t *Tor) error {
 			return n.failure(t, "GETINFO status/bootstrap-phase: %v", err)
 		}
 		if len(kv) == 1 {
+			prev := bootstrapProgress(phase)
 			phase = kv[0].Val
-			if bootstrapProgress(phase) == 100 {
+			p := bootstrapProgress(phase)
+			if p != prev {
+				n.log.Info("testnet: bootstrap", "tor", t.Name, "progress", p, "summary", bootstrapSummary(phase))
+			}
+			if p == 100 {
 				return nil
 			}
 		}
@@ -690,6 +696,17 @@ func bootstrapProgress(phase string) int {
 		}
 	}
 	return -1
+}
+
+// bootstrapSummary returns the SUMMARY="..." of a bootstrap phase, empty if
+// there is none.
+func bootstrapSummary(phase string) string {
+	_, v, ok := strings.Cut(phase, "SUMMARY=\"")
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, "\"")
+	return v
 }
 
 // stop stops t's process: SIGTERM by PID, then SIGKILL after stopGrace. It

@@ -136,6 +136,16 @@ func TestBootstrapProgress(t *testing.T) {
 			t.Errorf("bootstrapProgress(%q) = %d, want %d", in, got, want)
 		}
 	}
+	for in, want := range map[string]string{
+		`NOTICE BOOTSTRAP PROGRESS=5 TAG=conn SUMMARY="Connecting to a relay"`:  "Connecting to a relay",
+		`WARN BOOTSTRAP PROGRESS=10 SUMMARY="x y" WARNING="y" REASON=z COUNT=1`: "x y",
+		`NOTICE BOOTSTRAP PROGRESS=5`:                                           "",
+		`NOTICE BOOTSTRAP PROGRESS=5 SUMMARY="unterminated`:                     "unterminated",
+	} {
+		if got := bootstrapSummary(in); got != want {
+			t.Errorf("bootstrapSummary(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {
