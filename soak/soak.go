@@ -1,0 +1,379 @@
+// Package soak sends many messages through a ghostcomm network while faults
+// are injected and the lock-cycle rotates, records the outcome of every
+// message, and writes the reliability report (docs/RELIABILITY.md) with a
+// plot of latency over time.
+//
+// It is its own module, like bench, so that the library's go.mod does not
+// carry the plotting library. Run the soak on the fake Tor with
+//
+//	cd soak && go run ./cmd/soak
+//
+// Every message ends in exactly one outcome: verified (an answer that
+// Result.Verified vouches for), unverified (an answer that is not), error (a
+// typed error, classified with ghostcomm.ActionFor and, when it is a
+// *ghostcomm.HopError, the hop it names), or lost (neither an answer nor an
+// error that names a hop before the message's deadline). Faults are recorded
+// as windows (kind, node, start, end); an error is explained by a fault when
+// the message overlaps that fault's window and the error names the faulted
+// node.
+package soak
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/torctl/tortest"
+)
+
+// Outcome is how a message ended.
+type Outcome uint8
+
+const (
+	Verified   Outcome = iota // answered, and Result.Verified
+	Unverified                // answered, but not verified
+	Failed                    // a typed error before the deadline
+	Lost                      // neither before the deadline
+)
+
+func (o Outcome) String() string {
+	return [...]string{"verified", "unverified", "error", "lost"}[o]
+}
+
+// Record is one message.
+type Record struct {
+	Start, End time.Duration // since the run began
+	Outcome    Outcome
+	Class      string // ActionFor(err), for errors and lost messages
+	Sentinel   string // the package sentinel the error matches
+	Hop        int    // HopError.Hop, 0 if none
+	Onion      string // HopError.Onion, "" if none
+	Err        string
+}
+
+// FaultKind is a kind of injected fault.
+type FaultKind string
+
+const (
+	Sever     FaultKind = "sever"     // tortest.Network.Sever: every open stream to a node is closed
+	Partition FaultKind = "partition" // Partition … Heal: new dials to a node fail
+	Stall     FaultKind = "stall"     // dials to a node hang (SetDialLatency) until their timeout
+)
+
+// Fault is one injected fault. An error is attributed to it when the message
+// overlaps [Start, End+Settle] and names Node.
+type Fault struct {
+	Kind       FaultKind
+	Node       string // service id of the faulted node
+	Start, End time.Duration
+}
+
+// Config configures Run. Zero fields take the defaults in brackets.
+type Config struct {
+	Messages int           // messages to send [200000]
+	Senders  int           // concurrent senders [32]
+	Clients  int           // clients the senders share, round robin [4]
+	Nodes    int           // nodes per cycle [3]
+	Period   time.Duration // lock-cycle period [20 s]
+	Rotate   time.Duration // mean interval of extra Primary.Rotate calls [7 s]; negative: none
+	Faults   bool          // inject faults
+	// FaultGap is the mean quiet time between two faults [1 s].
+	FaultGap time.Duration
+	// Deadline is each message's deadline [20 s].
+	Deadline time.Duration
+	Seed     uint64 // fault schedule seed [1]
+	// Progress, if set, is called about once a second.
+	Progress func(sent, done int)
+}
+
+// Settle is how long after a fault window's end its errors still count as
+// inside it: a stalled dial ends at its DialTimeout.
+const Settle = 3 * time.Second
+
+// DialTimeout is the nodes' and clients' dial timeout in the soak.
+const DialTimeout = 2 * time.Second
+
+func (c *Config) defaults() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.Messages, 200000)
+	def(&c.Senders, 32)
+	def(&c.Clients, 4)
+	def(&c.Nodes, 3)
+	if c.Period == 0 {
+		c.Period = 20 * time.Second
+	}
+	if c.Rotate == 0 {
+		c.Rotate = 7 * time.Second
+	}
+	if c.FaultGap == 0 {
+		c.FaultGap = time.Second
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 20 * time.Second
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+}
+
+// Result is what Run recorded.
+type Result struct {
+	Config    Config
+	Records   []Record
+	Faults    []Fault
+	Rotations []time.Duration // when a new cycle was handed out
+	Elapsed   time.Duration
+	Stats     ghostcomm.PrimaryStats
+}
+
+// Run runs the soak on an in-process fake Tor network.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.defaults()
+	tn := tortest.NewNetwork(tortest.Config{})
+	defer tn.Close()
+	node := ghostcomm.NodeConfig{DialTimeout: DialTimeout, HopTimeout: cfg.Deadline / 2}
+	p, err := ghostcomm.NewPrimary(ctx, tn.Controller(), tn.Dialer(), ghostcomm.PrimaryConfig{
+		Nodes: cfg.Nodes, Period: cfg.Period, Grace: cfg.Period, Node: node,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	var clients []*ghostcomm.Client
+	for range cfg.Clients {
+		c, err := ghostcomm.NewClient(tn.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{DialTimeout: DialTimeout, Timeout: cfg.Deadline})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+
+	begin := time.Now()
+	since := func() time.Duration { return time.Since(begin) }
+	res := &Result{Config: cfg, Records: make([]Record, cfg.Messages)}
+	var mu sync.Mutex // guards res.Faults and res.Rotations
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var bg sync.WaitGroup
+	// Rotations: watch the cycle id, whatever replaced it.
+	bg.Go(func() {
+		cur := p.Cycle().ID
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+			}
+			if id := p.Cycle().ID; id != cur {
+				cur = id
+				mu.Lock()
+				res.Rotations = append(res.Rotations, since())
+				mu.Unlock()
+			}
+		}
+	})
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x50a4))
+	var rngMu sync.Mutex
+	jitter := func(mean time.Duration) time.Duration {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		return mean/2 + time.Duration(rng.Int64N(int64(mean)))
+	}
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-runCtx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	if cfg.Rotate > 0 {
+		bg.Go(func() {
+			for sleep(jitter(cfg.Rotate)) {
+				rctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
+				p.Rotate(rctx)
+				cancel()
+			}
+		})
+	}
+	if cfg.Faults {
+		var stalled atomic.Value // service id whose dials stall, "" for none
+		stalled.Store("")
+		tn.SetDialLatency(func(addr string) time.Duration {
+			if id := stalled.Load().(string); id != "" && strings.HasPrefix(addr, id) {
+				return time.Hour
+			}
+			return 0
+		})
+		bg.Go(func() {
+			kinds := []FaultKind{Sever, Partition, Stall}
+			for sleep(jitter(cfg.FaultGap)) {
+				nodes := p.Cycle().Nodes
+				rngMu.Lock()
+				kind := kinds[rng.IntN(len(kinds))]
+				id := nodes[rng.IntN(len(nodes))].Onion.ServiceID
+				hold := 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+				rngMu.Unlock()
+				f := Fault{Kind: kind, Node: id, Start: since()}
+				switch kind {
+				case Sever:
+					tn.Sever(id)
+				case Partition:
+					tn.Partition(id)
+					sleep(hold)
+					tn.Heal(id)
+				case Stall:
+					stalled.Store(id)
+					sleep(hold)
+					stalled.Store("")
+				}
+				f.End = since()
+				mu.Lock()
+				res.Faults = append(res.Faults, f)
+				mu.Unlock()
+			}
+		})
+	}
+
+	var next, done atomic.Int64
+	if cfg.Progress != nil {
+		bg.Go(func() {
+			for sleep(time.Second) {
+				cfg.Progress(int(next.Load()), int(done.Load()))
+			}
+		})
+	}
+	var senders sync.WaitGroup
+	for s := range cfg.Senders {
+		c := clients[s%len(clients)]
+		senders.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.Messages) || ctx.Err() != nil {
+					return
+				}
+				res.Records[i] = send(ctx, c, i, cfg.Deadline, since)
+				done.Add(1)
+			}
+		})
+	}
+	senders.Wait()
+	res.Elapsed = since()
+	stop()
+	bg.Wait()
+	tn.SetDialLatency(nil)
+	res.Records = res.Records[:min(int(done.Load()), len(res.Records))]
+	res.Stats = p.Stats()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// send sends message i and records it.
+func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Duration, since func() time.Duration) Record {
+	mctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	r := Record{Start: since()}
+	msg := binary.BigEndian.AppendUint64([]byte("soak message "), uint64(i))
+	out, err := c.Send(mctx, msg)
+	r.End = since()
+	switch {
+	case err == nil && out.Verified:
+		r.Outcome = Verified
+	case err == nil:
+		r.Outcome = Unverified
+	default:
+		r.Outcome = Failed
+		r.Err = err.Error()
+		r.Class = ghostcomm.ActionFor(err).String()
+		r.Sentinel = Sentinel(err)
+		var he *ghostcomm.HopError
+		if errors.As(err, &he) {
+			r.Hop, r.Onion = he.Hop, he.Onion
+		} else if errors.Is(err, context.DeadlineExceeded) || r.End-r.Start >= deadline {
+			// The deadline passed with neither an answer nor a hop to
+			// blame: the message is lost.
+			r.Outcome = Lost
+		}
+	}
+	return r
+}
+
+var sentinels = []struct {
+	name string
+	err  error
+}{
+	{"ErrHopUnreachable", ghostcomm.ErrHopUnreachable},
+	{"ErrHopTimeout", ghostcomm.ErrHopTimeout},
+	{"ErrOnionNotFound", ghostcomm.ErrOnionNotFound},
+	{"ErrOnionUnreachable", ghostcomm.ErrOnionUnreachable},
+	{"ErrStaleCycle", ghostcomm.ErrStaleCycle},
+	{"ErrReplay", ghostcomm.ErrReplay},
+	{"ErrBusy", ghostcomm.ErrBusy},
+	{"ErrBudget", ghostcomm.ErrBudget},
+	{"ErrRejected", ghostcomm.ErrRejected},
+	{"ErrAuth", ghostcomm.ErrAuth},
+	{"ErrVerify", ghostcomm.ErrVerify},
+	{"ErrProcessing", ghostcomm.ErrProcessing},
+	{"ErrMalformed", ghostcomm.ErrMalformed},
+	{"ErrClosed", ghostcomm.ErrClosed},
+	{"ErrFrameTooLarge", ghostcomm.ErrFrameTooLarge},
+	{"ErrBadSignature", ghostcomm.ErrBadSignature},
+	{"ErrWrongPrimary", ghostcomm.ErrWrongPrimary},
+	{"context.DeadlineExceeded", context.DeadlineExceeded},
+	{"context.Canceled", context.Canceled},
+}
+
+// Sentinel names the first package sentinel (or context error) err matches,
+// "other" if none.
+func Sentinel(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return s.name
+		}
+	}
+	return "other"
+}
+
+// Explained reports whether r's error is explained by a fault: r overlaps
+// the fault's window (extended by Settle) and names the faulted node.
+func (r Record) Explained(faults []Fault) (Fault, bool) {
+	for _, f := range faults {
+		if r.Start <= f.End+Settle && r.End >= f.Start && r.Onion != "" && strings.HasPrefix(r.Onion, f.Node) {
+			return f, true
+		}
+	}
+	return Fault{}, false
+}
+
+// InFault reports the first fault whose window (extended by Settle) r
+// overlaps.
+func (r Record) InFault(faults []Fault) (Fault, bool) {
+	for _, f := range faults {
+		if r.Start <= f.End+Settle && r.End >= f.Start {
+			return f, true
+		}
+	}
+	return Fault{}, false
+}
+
+// String describes a record for error messages.
+func (r Record) String() string {
+	return fmt.Sprintf("[%v–%v] %s %s %s hop %d %s: %s", r.Start.Round(time.Millisecond), r.End.Round(time.Millisecond), r.Outcome, r.Class, r.Sentinel, r.Hop, r.Onion, r.Err)
+}
