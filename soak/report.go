@@ -263,14 +263,16 @@ func (res *Result) Plot(path, title string) error {
 		ymin, ymax = 0.1, 1
 	}
 	ymin, ymax = ymin/1.5, ymax*1.5
-	shade := map[FaultKind]color.RGBA{
-		Sever:     {R: 255, G: 170, B: 0, A: 90},
-		Partition: {R: 160, G: 0, B: 200, A: 60},
-		Stall:     {R: 0, G: 160, B: 80, A: 60},
+	// color.NRGBA: not premultiplied, so A is the opacity of the colour.
+	shade := map[FaultKind]color.NRGBA{
+		Sever:     {R: 255, G: 140, B: 0, A: 200},
+		Partition: {R: 160, G: 60, B: 220, A: 70},
+		Stall:     {R: 0, G: 170, B: 90, A: 70},
 	}
 	legend := map[FaultKind]bool{}
 	for _, f := range res.Faults {
-		x0, x1 := f.Start.Seconds(), math.Max(f.End.Seconds(), f.Start.Seconds()+0.05)
+		// A sever is an instant: drawn as a narrow band.
+		x0, x1 := f.Start.Seconds(), math.Max(f.End.Seconds(), f.Start.Seconds()+res.Elapsed.Seconds()/1000)
 		poly, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: ymin}, {X: x1, Y: ymin}, {X: x1, Y: ymax}, {X: x0, Y: ymax}})
 		if err != nil {
 			return err
@@ -288,7 +290,7 @@ func (res *Result) Plot(path, title string) error {
 		if err != nil {
 			return err
 		}
-		l.Color = color.RGBA{B: 220, A: 255}
+		l.Color = color.NRGBA{B: 220, A: 255}
 		l.Width = vg.Points(0.6)
 		l.Dashes = []vg.Length{vg.Points(3), vg.Points(2)}
 		p.Add(l)
@@ -301,7 +303,7 @@ func (res *Result) Plot(path, title string) error {
 		if err != nil {
 			return err
 		}
-		sc.GlyphStyle.Color = color.RGBA{R: 40, G: 40, B: 40, A: 255}
+		sc.GlyphStyle.Color = color.NRGBA{R: 40, G: 40, B: 40, A: 160}
 		sc.GlyphStyle.Radius = vg.Points(0.5)
 		p.Add(sc)
 		p.Legend.Add("verified", sc)
@@ -311,7 +313,7 @@ func (res *Result) Plot(path, title string) error {
 		if err != nil {
 			return err
 		}
-		sc.GlyphStyle.Color = color.RGBA{R: 220, A: 255}
+		sc.GlyphStyle.Color = color.NRGBA{R: 230, A: 255}
 		sc.GlyphStyle.Radius = vg.Points(1.5)
 		p.Add(sc)
 		p.Legend.Add("error", sc)
