@@ -5,6 +5,7 @@ go 1.26.8
 replace github.com/ghostcomm/ghostcomm => ../
 
 require (
+	github.com/cretz/bine v0.2.0
 	github.com/ghostcomm/ghostcomm v0.0.0-00010101000000-000000000000
 	gonum.org/v1/plot v0.17.0
 )
@@ -24,6 +25,7 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/image v0.30.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )

@@ -29,7 +29,7 @@ const (
 // whose window it overlaps, else WindowRotation if it started within
 // AfterRotation of a rotation, else WindowQuiet.
 func (res *Result) Window(r Record) string {
-	if f, ok := r.InFault(res.Faults); ok {
+	if f, ok := r.InFault(res.Faults, res.Config.Settle); ok {
 		return string(f.Kind)
 	}
 	i := sort.Search(len(res.Rotations), func(i int) bool { return res.Rotations[i] > r.Start })
@@ -50,7 +50,8 @@ type Summary struct {
 	ErrorRows []ErrorRow
 	// Windows are latency figures of verified messages by window.
 	Windows []WindowRow
-	// FaultCount counts faults by kind.
+	// FaultCount counts faults by kind (a fault that hit several nodes
+	// once).
 	FaultCount map[FaultKind]int
 	// Examples are up to 10 unexplained errors, lost or unverified messages.
 	Examples []Record
@@ -75,10 +76,19 @@ type WindowRow struct {
 // Summarize computes the Summary of res.
 func (res *Result) Summarize() Summary {
 	s := Summary{Total: len(res.Records), FaultCount: map[FaultKind]int{}}
-	for _, f := range res.Faults {
-		s.FaultCount[f.Kind]++
+	type faultID struct {
+		kind  FaultKind
+		start time.Duration
 	}
-	order := map[string]int{WindowQuiet: 0, WindowRotation: 1, string(Sever): 2, string(Partition): 3, string(Stall): 4}
+	seen := map[faultID]bool{}
+	for _, f := range res.Faults {
+		// A fault that hit several nodes has a record per node.
+		if id := (faultID{f.Kind, f.Start}); !seen[id] {
+			seen[id] = true
+			s.FaultCount[f.Kind]++
+		}
+	}
+	order := map[string]int{WindowQuiet: 0, WindowRotation: 1, string(Sever): 2, string(Partition): 3, string(Stall): 4, string(SigStop): 5, string(Circuits): 6}
 	windows := map[string]*WindowRow{}
 	errs := map[ErrorRow]int{}
 	for _, r := range res.Records {
@@ -103,7 +113,7 @@ func (res *Result) Summarize() Summary {
 		case Failed:
 			s.Errors++
 			row.Errors++
-			_, named := r.Explained(res.Faults)
+			_, named := r.Explained(res.Faults, res.Config.Settle)
 			if !named {
 				s.Unexplained++
 				s.example(r)
@@ -169,14 +179,14 @@ func (res *Result) WriteMarkdown(w io.Writer, title, command, machine, plotLink 
 	fmt.Fprintf(w, "## %s\n\n", title)
 	fmt.Fprintf(w, "Command: `%s`  \nMachine: %s  \n", command, machine)
 	c := res.Config
-	fmt.Fprintf(w, "Setup: %d messages from %d concurrent senders over %d clients, %d nodes per cycle, lock-cycle period %v plus a Primary.Rotate every %v on average; message deadline %v, dial timeout %v; a fault about every %v: %s.\n\n",
-		s.Total, c.Senders, c.Clients, c.Nodes, c.Period, c.Rotate, c.Deadline, DialTimeout, c.FaultGap, faultList(s.FaultCount))
+	fmt.Fprintf(w, "Setup: %d messages from %d concurrent senders over %d clients, %d nodes per cycle, lock-cycle period %v plus a Primary.Rotate every %v on average; message deadline %v, dial timeout %v; a fault about every %v, held about %v (faults: %s).\n\n",
+		s.Total, c.Senders, c.Clients, c.Nodes, c.Period, c.Rotate, c.Deadline, c.DialTimeout, c.FaultGap, c.FaultHold, faultList(s.FaultCount))
 	fmt.Fprintf(w, "| | count |\n|---|---:|\n")
 	fmt.Fprintf(w, "| messages | %d |\n| verified answers | %d |\n| unverified answers | %d |\n| typed errors | %d |\n| errors no fault explains | %d |\n| **lost** | **%d** |\n",
 		s.Total, s.Verified, s.Unverified, s.Errors, s.Unexplained, s.Lost)
 	fmt.Fprintf(w, "| rotations | %d |\n| run time | %v |\n| throughput | %.0f messages/s |\n\n", len(res.Rotations), res.Elapsed.Round(100*time.Millisecond), float64(s.Total)/res.Elapsed.Seconds())
 
-	fmt.Fprintf(w, "Errors by window and class (a window is a fault's time plus %v, or the %v after a rotation; \"names the faulted node\" means the error is a HopError naming the node the fault hit):\n\n", Settle, AfterRotation)
+	fmt.Fprintf(w, "Errors by window and class (a window is a fault's time plus %v, or the %v after a rotation; \"names the faulted node\" means the error is a HopError naming the node the fault hit):\n\n", res.Config.Settle, AfterRotation)
 	if len(s.ErrorRows) == 0 {
 		fmt.Fprintf(w, "No errors.\n\n")
 	} else {
@@ -226,9 +236,10 @@ func faultList(m map[FaultKind]int) string {
 		return "none"
 	}
 	var parts []string
-	for _, k := range []FaultKind{Sever, Partition, Stall} {
-		parts = append(parts, fmt.Sprintf("%d %s", m[k], k))
+	for k, n := range m {
+		parts = append(parts, fmt.Sprintf("%d %s", n, k))
 	}
+	slices.Sort(parts)
 	return strings.Join(parts, ", ")
 }
 
@@ -268,6 +279,8 @@ func (res *Result) Plot(path, title string) error {
 		Sever:     {R: 255, G: 140, B: 0, A: 200},
 		Partition: {R: 160, G: 60, B: 220, A: 70},
 		Stall:     {R: 0, G: 170, B: 90, A: 70},
+		SigStop:   {R: 160, G: 60, B: 220, A: 70},
+		Circuits:  {R: 255, G: 140, B: 0, A: 120},
 	}
 	legend := map[FaultKind]bool{}
 	for _, f := range res.Faults {

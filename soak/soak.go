@@ -65,10 +65,12 @@ const (
 	Sever     FaultKind = "sever"     // tortest.Network.Sever: every open stream to a node is closed
 	Partition FaultKind = "partition" // Partition … Heal: new dials to a node fail
 	Stall     FaultKind = "stall"     // dials to a node hang (SetDialLatency) until their timeout
+	SigStop   FaultKind = "sigstop"   // the tor hosting a node is stopped (SIGSTOP) and resumed (SIGCONT)
+	Circuits  FaultKind = "circuits"  // every circuit of a tor is closed (CLOSECIRCUIT), severing its streams
 )
 
-// Fault is one injected fault. An error is attributed to it when the message
-// overlaps [Start, End+Settle] and names Node.
+// Fault is one injected fault against one node. An error is attributed to
+// it when the message overlaps [Start, End+Config.Settle] and names Node.
 type Fault struct {
 	Kind       FaultKind
 	Node       string // service id of the faulted node
@@ -86,19 +88,90 @@ type Config struct {
 	Faults   bool          // inject faults
 	// FaultGap is the mean quiet time between two faults [1 s].
 	FaultGap time.Duration
+	// FaultHold is the mean time a partition, stall or stopped tor lasts
+	// [1.25 s].
+	FaultHold time.Duration
 	// Deadline is each message's deadline [20 s].
 	Deadline time.Duration
-	Seed     uint64 // fault schedule seed [1]
+	// DialTimeout is the nodes' and clients' dial timeout [2 s].
+	DialTimeout time.Duration
+	// Settle is how long after a fault window's end its errors still count
+	// as inside it [3 s]: a stalled dial ends at its DialTimeout.
+	Settle time.Duration
+	Seed   uint64 // fault schedule seed [1]
+	// Env is the network to run on. Nil: a new in-process fake Tor
+	// (tortest) with the faults Sever, Partition and Stall.
+	Env *Env
 	// Progress, if set, is called about once a second.
 	Progress func(sent, done int)
 }
 
-// Settle is how long after a fault window's end its errors still count as
-// inside it: a stalled dial ends at its DialTimeout.
-const Settle = 3 * time.Second
+// Env is a network a soak runs on.
+type Env struct {
+	// Name names the network in the report ("fake Tor").
+	Name string
+	// Controller creates the Primary's and the nodes' onions.
+	Controller ghostcomm.TorController
+	// NodeDialer is the Primary's and nodes' Dialer; ClientDialer the
+	// clients'.
+	NodeDialer, ClientDialer ghostcomm.Dialer
+	// Faults are the faults the soak injects, one at a time, chosen at
+	// random.
+	Faults []Injector
+}
 
-// DialTimeout is the nodes' and clients' dial timeout in the soak.
-const DialTimeout = 2 * time.Second
+// Injector injects one kind of fault.
+type Injector struct {
+	Kind FaultKind
+	// Inject injects the fault against the current cycle's nodes, keeps it
+	// for hold (or less if ctx ends), undoes it, and returns the service
+	// ids of the nodes it hit.
+	Inject func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(n int) int, hold time.Duration) []string
+}
+
+// FakeEnv returns the fake-Tor environment of tn with the faults Sever,
+// Partition and Stall.
+func FakeEnv(tn *tortest.Network) *Env {
+	var stalled atomic.Value // service id whose dials stall, "" for none
+	stalled.Store("")
+	tn.SetDialLatency(func(addr string) time.Duration {
+		if id := stalled.Load().(string); id != "" && strings.HasPrefix(addr, id) {
+			return time.Hour
+		}
+		return 0
+	})
+	wait := func(ctx context.Context, d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	return &Env{
+		Name:       "fake Tor",
+		Controller: tn.Controller(), NodeDialer: tn.Dialer(), ClientDialer: tn.Dialer(),
+		Faults: []Injector{
+			{Sever, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
+				id := nodes[pick(len(nodes))].Onion.ServiceID
+				tn.Sever(id)
+				return []string{id}
+			}},
+			{Partition, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
+				id := nodes[pick(len(nodes))].Onion.ServiceID
+				tn.Partition(id)
+				wait(ctx, hold)
+				tn.Heal(id)
+				return []string{id}
+			}},
+			{Stall, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
+				id := nodes[pick(len(nodes))].Onion.ServiceID
+				stalled.Store(id)
+				wait(ctx, hold)
+				stalled.Store("")
+				return []string{id}
+			}},
+		},
+	}
+}
 
 func (c *Config) defaults() {
 	def := func(p *int, v int) {
@@ -122,6 +195,15 @@ func (c *Config) defaults() {
 	if c.Deadline == 0 {
 		c.Deadline = 20 * time.Second
 	}
+	if c.FaultHold == 0 {
+		c.FaultHold = 1250 * time.Millisecond
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.Settle == 0 {
+		c.Settle = 3 * time.Second
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -140,10 +222,17 @@ type Result struct {
 // Run runs the soak on an in-process fake Tor network.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
-	tn := tortest.NewNetwork(tortest.Config{})
-	defer tn.Close()
-	node := ghostcomm.NodeConfig{DialTimeout: DialTimeout, HopTimeout: cfg.Deadline / 2}
-	p, err := ghostcomm.NewPrimary(ctx, tn.Controller(), tn.Dialer(), ghostcomm.PrimaryConfig{
+	env := cfg.Env
+	if env == nil {
+		tn := tortest.NewNetwork(tortest.Config{})
+		defer tn.Close()
+		env = FakeEnv(tn)
+		cfg.Env = env
+	}
+	node := ghostcomm.NodeConfig{DialTimeout: cfg.DialTimeout, HopTimeout: cfg.Deadline / 2}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer pcancel()
+	p, err := ghostcomm.NewPrimary(pctx, env.Controller, env.NodeDialer, ghostcomm.PrimaryConfig{
 		Nodes: cfg.Nodes, Period: cfg.Period, Grace: cfg.Period, Node: node,
 	})
 	if err != nil {
@@ -152,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer p.Close()
 	var clients []*ghostcomm.Client
 	for range cfg.Clients {
-		c, err := ghostcomm.NewClient(tn.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{DialTimeout: DialTimeout, Timeout: cfg.Deadline})
+		c, err := ghostcomm.NewClient(env.ClientDialer, p.Invite(nil), ghostcomm.ClientConfig{DialTimeout: cfg.DialTimeout, Timeout: cfg.Deadline})
 		if err != nil {
 			return nil, err
 		}
@@ -211,45 +300,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		})
 	}
-	if cfg.Faults {
-		var stalled atomic.Value // service id whose dials stall, "" for none
-		stalled.Store("")
-		tn.SetDialLatency(func(addr string) time.Duration {
-			if id := stalled.Load().(string); id != "" && strings.HasPrefix(addr, id) {
-				return time.Hour
-			}
-			return 0
-		})
+	if cfg.Faults && len(env.Faults) > 0 {
+		pick := func(n int) int {
+			rngMu.Lock()
+			defer rngMu.Unlock()
+			return rng.IntN(n)
+		}
 		bg.Go(func() {
-			kinds := []FaultKind{Sever, Partition, Stall}
 			for sleep(jitter(cfg.FaultGap)) {
-				nodes := p.Cycle().Nodes
-				rngMu.Lock()
-				kind := kinds[rng.IntN(len(kinds))]
-				id := nodes[rng.IntN(len(nodes))].Onion.ServiceID
-				hold := 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
-				rngMu.Unlock()
-				f := Fault{Kind: kind, Node: id, Start: since()}
-				switch kind {
-				case Sever:
-					tn.Sever(id)
-				case Partition:
-					tn.Partition(id)
-					sleep(hold)
-					tn.Heal(id)
-				case Stall:
-					stalled.Store(id)
-					sleep(hold)
-					stalled.Store("")
-				}
-				f.End = since()
+				inj := env.Faults[pick(len(env.Faults))]
+				start := since()
+				ids := inj.Inject(runCtx, p.Cycle().Nodes, pick, jitter(cfg.FaultHold))
+				end := since()
 				mu.Lock()
-				res.Faults = append(res.Faults, f)
+				for _, id := range ids {
+					res.Faults = append(res.Faults, Fault{Kind: inj.Kind, Node: id, Start: start, End: end})
+				}
 				mu.Unlock()
 			}
 		})
 	}
-
 	var next, done atomic.Int64
 	if cfg.Progress != nil {
 		bg.Go(func() {
@@ -276,7 +346,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Elapsed = since()
 	stop()
 	bg.Wait()
-	tn.SetDialLatency(nil)
 	res.Records = res.Records[:min(int(done.Load()), len(res.Records))]
 	res.Stats = p.Stats()
 	if err := ctx.Err(); err != nil {
@@ -352,21 +421,21 @@ func Sentinel(err error) string {
 }
 
 // Explained reports whether r's error is explained by a fault: r overlaps
-// the fault's window (extended by Settle) and names the faulted node.
-func (r Record) Explained(faults []Fault) (Fault, bool) {
+// the fault's window (extended by settle) and names the faulted node.
+func (r Record) Explained(faults []Fault, settle time.Duration) (Fault, bool) {
 	for _, f := range faults {
-		if r.Start <= f.End+Settle && r.End >= f.Start && r.Onion != "" && strings.HasPrefix(r.Onion, f.Node) {
+		if r.Start <= f.End+settle && r.End >= f.Start && r.Onion != "" && strings.HasPrefix(r.Onion, f.Node) {
 			return f, true
 		}
 	}
 	return Fault{}, false
 }
 
-// InFault reports the first fault whose window (extended by Settle) r
+// InFault reports the first fault whose window (extended by settle) r
 // overlaps.
-func (r Record) InFault(faults []Fault) (Fault, bool) {
+func (r Record) InFault(faults []Fault, settle time.Duration) (Fault, bool) {
 	for _, f := range faults {
-		if r.Start <= f.End+Settle && r.End >= f.Start {
+		if r.Start <= f.End+settle && r.End >= f.Start {
 			return f, true
 		}
 	}

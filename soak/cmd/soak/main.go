@@ -1,9 +1,14 @@
-// Command soak runs the soak of package soak on the fake Tor and writes its
-// section of docs/RELIABILITY.md and the plot beside it.
+// Command soak runs the soak of package soak on the fake Tor, or with -tor
+// testnet on a private Tor network on 127.0.0.1, and writes its section of
+// docs/RELIABILITY.md and the plot beside it.
 //
 // Usage, from the soak directory:
 //
 //	go run ./cmd/soak [-messages 200000] [-senders 32] [-out ../docs/RELIABILITY.md]
+//	go run ./cmd/soak -tor testnet [-messages 3000]
+//
+// With -tor testnet it starts the tors itself and stops every one of them
+// when it ends, also on Ctrl-C or SIGTERM.
 //
 // It prints one summary line on stdout. Exit status: 0 when no message was
 // lost or unverified and every error is explained by a fault, 1 when the
@@ -23,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/soak"
@@ -42,12 +48,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Rotate, "rotate", 12*time.Second, "mean interval of extra Primary.Rotate calls (negative: none)")
 	fs.DurationVar(&cfg.FaultGap, "fault-gap", 4*time.Second, "mean quiet time between faults")
 	fs.DurationVar(&cfg.Deadline, "deadline", 20*time.Second, "each message's deadline")
+	fs.DurationVar(&cfg.FaultHold, "fault-hold", 1250*time.Millisecond, "mean time a partition, stall or stopped tor lasts")
+	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 2*time.Second, "nodes' and clients' dial timeout")
+	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "how long after a fault's end its errors still count as inside its window")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the fault and rotation schedule")
+	torMode := fs.String("tor", "fake", "network: fake (in process) or testnet (a private Tor network on 127.0.0.1; needs tor)")
+	nodeTors := fs.Int("node-tors", 3, "with -tor testnet: tors hosting the nodes' onions")
 	nofaults := fs.Bool("nofaults", false, "inject no faults")
 	out := fs.String("out", filepath.Join("..", "docs", "RELIABILITY.md"), "report to write (its fake-Tor section); empty: none")
 	plotPath := fs.String("plot", filepath.Join("..", "docs", "reliability-faketor.png"), "plot to write (.png or .svg); empty: none")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: soak [flags]\n\nRuns the soak on the in-process fake Tor: messages from concurrent senders,\nfaults (sever, partition, stalled dials) and rotations; writes the report\nsection and the plot. Exit 0: nothing lost, unverified or unexplained;\n1: the run shows otherwise; 2: usage; 3: the run or the report failed.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: soak [flags]\n\nRuns the soak on the in-process fake Tor (faults: sever, partition, stalled\ndials) or, with -tor testnet, on a private Tor network on 127.0.0.1 (faults:\nSIGSTOP of a node's tor, closed circuits): messages from concurrent senders,\nfaults and rotations; writes the report section and the plot. Exit 0: nothing lost, unverified or unexplained;\n1: the run shows otherwise; 2: usage; 3: the run or the report failed.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +67,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if fs.NArg() > 0 || cfg.Messages <= 0 || cfg.Senders <= 0 || cfg.Clients <= 0 || cfg.Nodes < 1 || cfg.Nodes > 255 || cfg.Period <= 0 || cfg.FaultGap <= 0 || cfg.Deadline <= 0 {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	section, title := "faketor", "Fake Tor (in process)"
+	switch *torMode {
+	case "fake":
+	case "testnet":
+		section, title = "testnet", "Private Tor network (torctl/testnet, real tor on 127.0.0.1)"
+		for name, v := range map[string]string{
+			"messages": "3000", "senders": "8", "clients": "2", "period": "60s", "rotate": "20s",
+			"fault-gap": "20s", "fault-hold": "20s", "deadline": "60s", "dial-timeout": "20s", "settle": "30s",
+			"plot": filepath.Join("..", "docs", "reliability-testnet.png"),
+		} {
+			if !set[name] {
+				fs.Set(name, v)
+			}
+		}
+	default:
+		fmt.Fprintf(stderr, "soak: -tor %q: want fake or testnet\n", *torMode)
+		return 2
+	}
+	if fs.NArg() > 0 || *nodeTors < 1 || cfg.Messages <= 0 || cfg.Senders <= 0 || cfg.Clients <= 0 || cfg.Nodes < 1 || cfg.Nodes > 255 || cfg.Period <= 0 || cfg.FaultGap <= 0 || cfg.Deadline <= 0 {
 		fmt.Fprintln(stderr, "soak: bad arguments (see -h)")
 		return 2
 	}
@@ -64,8 +95,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg.Progress = func(sent, done int) {
 		fmt.Fprintf(stderr, "\rsoak: %d/%d messages done", done, cfg.Messages)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *torMode == "testnet" {
+		fmt.Fprintln(stderr, "soak: starting a private Tor network on 127.0.0.1")
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		env, closeAll, err := soak.TestnetEnv(sctx, *nodeTors, cfg.Nodes, nil)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "soak: %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
+			return 3
+		}
+		defer func() {
+			if err := closeAll(); err != nil {
+				fmt.Fprintf(stderr, "soak: stopping tor: %v\n", err)
+			}
+		}()
+		cfg.Env = env
+	}
 	res, err := soak.Run(ctx, cfg)
 	fmt.Fprintln(stderr)
 	if err != nil {
@@ -77,7 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		s.Total, res.Elapsed.Round(time.Millisecond), s.Verified, s.Errors, s.Unexplained, s.Lost, s.Unverified, len(res.Rotations), s.FaultCount)
 	link := ""
 	if *plotPath != "" {
-		if err := res.Plot(*plotPath, fmt.Sprintf("ghostcomm soak on the fake Tor: %d messages", s.Total)); err != nil {
+		if err := res.Plot(*plotPath, fmt.Sprintf("ghostcomm soak, %s: %d messages", title, s.Total)); err != nil {
 			fmt.Fprintf(stderr, "soak: plot: %v\n", err)
 			return 3
 		}
@@ -90,8 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *out != "" {
 		var b bytes.Buffer
 		command := "cd soak && go run ./cmd/soak " + strings.Join(args, " ")
-		res.WriteMarkdown(&b, "Fake Tor (in process)", strings.TrimSpace(command), machine(), link)
-		if err := writeSection(*out, "faketor", b.String()); err != nil {
+		res.WriteMarkdown(&b, title, strings.TrimSpace(command), machine(), link)
+		if err := writeSection(*out, section, b.String()); err != nil {
 			fmt.Fprintf(stderr, "soak: %v\n", err)
 			return 3
 		}
