@@ -21,7 +21,9 @@ const EnvTorTests = "GHOSTCOMM_TOR_TESTS"
 const EnvTorPath = "GHOSTCOMM_TOR"
 
 // EnvVerbose names the environment variable that, when set to a non-empty
-// value, makes the shared network log its progress to stderr.
+// value, makes a test binary log what it does on the shared network (the
+// tors it adds) to stderr. The daemon that runs the shared network always
+// logs its progress (see Shared).
 const EnvVerbose = "GHOSTCOMM_TESTNET_VERBOSE"
 
 // SharedClients is the number of client tors of the shared network: tests
