@@ -35,6 +35,20 @@ func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
+	env, closeEnv, err := TestnetEnvOn(ctx, n, nodeTors, cycleNodes)
+	if err != nil {
+		return nil, nil, errors.Join(err, n.Close())
+	}
+	return env, func() error { return errors.Join(closeEnv(), n.Close()) }, nil
+}
+
+// TestnetEnvOn is TestnetEnv on a running network with at least two
+// clients (testnet.Shared, for example): it adds the node tors, and
+// closeAll stops only what it added.
+func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes int) (_ *Env, closeAll func() error, err error) {
+	if nodeTors < 1 {
+		return nil, nil, fmt.Errorf("soak: %d node tors", nodeTors)
+	}
 	var closers []func() error
 	var stopped sync.Map // pid → true while SIGSTOPped
 	closeAll = func() error {
@@ -46,7 +60,7 @@ func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger)
 		for i := len(closers) - 1; i >= 0; i-- {
 			errs = append(errs, closers[i]())
 		}
-		return errors.Join(append(errs, n.Close())...)
+		return errors.Join(errs...)
 	}
 	defer func() {
 		if err != nil {
@@ -54,13 +68,21 @@ func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger)
 		}
 	}()
 	clients := n.Clients()
+	if len(clients) < 2 {
+		return nil, nil, fmt.Errorf("soak: the network has %d client tors, want 2", len(clients))
+	}
 	tors := make([]*testnet.Tor, nodeTors)
 	errs := make([]error, nodeTors)
 	var wg sync.WaitGroup
 	for i := range nodeTors {
-		wg.Go(func() { tors[i], errs[i] = n.AddTor(ctx, fmt.Sprintf("node%d", i), nil) })
+		wg.Go(func() { tors[i], errs[i] = n.AddTor(ctx, fmt.Sprintf("soaknode%d", i), nil) })
 	}
 	wg.Wait()
+	for _, t := range tors {
+		if t != nil {
+			closers = append(closers, func() error { return n.StopTor(t) })
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
