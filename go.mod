@@ -8,6 +8,7 @@ require (
 	github.com/cretz/bine v0.2.0
 	github.com/fernet/fernet-go v0.0.0-20240119011108-303da6aec611
 	github.com/prometheus/client_golang v1.25.0
+	github.com/rogpeppe/go-internal v1.16.0
 	golang.org/x/net v0.62.0
 )
 
@@ -24,5 +25,6 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/tools v0.51.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )

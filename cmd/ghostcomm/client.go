@@ -11,7 +11,7 @@ import (
 // client adds, removes or lists the clients authorized to reach a Primary.
 // A running Primary applies the change when it is restarted.
 func (e *env) client(args []string) error {
-	fs := e.newFlags("client", "ghostcomm client -state DIR add NAME | remove NAME | list\n\nadd prints the new client's invite (valid once the Primary is restarted); remove revokes one.")
+	fs := e.newFlags("client", "ghostcomm client -state DIR add NAME | remove NAME | list\n\nadd prints the new client's invite (valid once the Primary is restarted; it creates the state\ndirectory's keys if the Primary never ran); remove revokes one.")
 	state := fs.String("state", "", "state directory of the Primary (default $"+envStateDir+")")
 	port := fs.Int("port", ghostcomm.DefaultOnionPort, "the Primary's onion port, for the invite")
 	if err := e.parse(fs, args); err != nil {
@@ -27,7 +27,14 @@ func (e *env) client(args []string) error {
 	if len(a) == 0 || (a[0] == "list") != (len(a) == 1) || len(a) > 2 {
 		return usageErrorf("client: add NAME, remove NAME or list")
 	}
-	id, err := ghostcomm.LoadIdentity(*state)
+	load := ghostcomm.LoadIdentity
+	if a[0] == "add" { // invites can be made before the first run
+		load = func(dir string) (*ghostcomm.Identity, error) {
+			id, _, err := ghostcomm.LoadOrCreateIdentity(dir, nil)
+			return id, err
+		}
+	}
+	id, err := load(*state)
 	if err != nil {
 		return &usageError{fmt.Errorf("state directory: %w", err)}
 	}

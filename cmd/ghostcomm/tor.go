@@ -49,7 +49,7 @@ func (t *torFlags) connect(ctx context.Context, logger *slog.Logger) (*torctl.Co
 		Addr: t.control, Password: os.Getenv(envControlPassword), CookiePath: t.cookie, Logger: logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tor control port %s: %w", t.control, err)
+		return nil, err // names the control port
 	}
 	return ctrl, nil
 }
