@@ -277,9 +277,9 @@ func (e *env) fetch(ctx context.Context, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "primary      %s\nfingerprint  %s\ncycle        %s\nvalid        %s to %s (grace %v)\n\n",
 		out.Primary, out.Fingerprint, out.Cycle, out.NotBefore.Format(time.RFC3339), out.NotAfter.Format(time.RFC3339), cycle.Grace)
-	fmt.Fprintf(w, "%-3s  %-62s  %-16s  %s\n", "#", "ONION", "FINGERPRINT", "PROCESSOR")
+	fmt.Fprintf(w, "%-3s  %-65s  %-16s  %s\n", "#", "ONION", "FINGERPRINT", "PROCESSOR")
 	for i, n := range out.Nodes {
-		fmt.Fprintf(w, "%-3d  %-62s  %-16s  %s\n", i, n.Onion, n.Fingerprint[:16], n.Processor)
+		fmt.Fprintf(w, "%-3d  %-65s  %-16s  %s\n", i, n.Onion, n.Fingerprint[:16], n.Processor)
 	}
 	return nil
 }
