@@ -132,10 +132,14 @@ func (id *Identity) Apply(cfg *PrimaryConfig) {
 // Invite returns the invite of client name, or of the Primary when name is
 // empty, given the Primary's virtual onion port (DefaultOnionPort when
 // zero). It is the invite a Primary started with Apply hands out, known
-// before the Primary starts. ok is false when no client has that name.
+// before the Primary starts. ok is false when no client has that name, or
+// the identity has no valid onion key.
 func (id *Identity) Invite(name string, port int) (inv Invite, ok bool) {
 	if port == 0 {
 		port = DefaultOnionPort
+	}
+	if len(id.OnionKey) != ed25519.PrivateKeySize {
+		return Invite{}, false
 	}
 	pub, _ := id.OnionKey.Public().(ed25519.PublicKey)
 	inv = Invite{Primary: Onion{ServiceID: onionaddr.ServiceID(pub), Port: port}, Fingerprint: id.fpr}

@@ -96,7 +96,7 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	progress := newProgress(e.stderr)
 	tor, err := tf.start(ctx, logger, progress)
 	if err != nil {
-		return err
+		return interrupted(ctx, progress, err)
 	}
 	defer tor.close()
 
@@ -110,7 +110,7 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	p, err := ghostcomm.NewPrimary(ctx, tor.ctrl, tor.dialer, cfg)
 	progress.done()
 	if err != nil {
-		return fmt.Errorf("starting the Primary: %w", err)
+		return interrupted(ctx, progress, fmt.Errorf("starting the Primary: %w", err))
 	}
 	defer p.Close()
 	progress.line("published in %v: %s.onion", time.Since(start).Round(100*time.Millisecond), p.Onion().ServiceID)
@@ -195,4 +195,14 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// interrupted returns nil when a signal ended the start (everything started
+// is stopped by the caller's defers: a stop asked for, exit 0), else err.
+func interrupted(ctx context.Context, progress *progress, err error) error {
+	if ctx.Err() != nil {
+		progress.line("interrupted while starting: stopped")
+		return nil
+	}
+	return err
 }
