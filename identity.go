@@ -183,6 +183,9 @@ func LoadIdentity(dir string) (*Identity, error) {
 		return nil, &StateError{path, err}
 	}
 	defer f.Close()
+	if ofi, err := f.Stat(); err != nil || !os.SameFile(fi, ofi) { // replaced since Lstat
+		return nil, &StateError{path, fmt.Errorf("%w: the file changed while it was opened", ErrStatePermissions)}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxIdentitySize+1))
 	if err != nil {
 		return nil, &StateError{path, err}

@@ -41,7 +41,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.invite, "invite", "", "the invite (default $"+envInvite+")")
+	fs.StringVar(&c.invite, "invite", "", "the invite (default $"+envInvite+"); other users see flags in the process list: give an invite with a client key by -invite-file or $"+envInvite)
 	fs.StringVar(&c.inviteFile, "invite-file", "", "read the invite from this file")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	fs.DurationVar(&c.timeout, "timeout", ghostcomm.DefaultClientTimeout, "give up after this long")
