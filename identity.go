@@ -202,8 +202,9 @@ func LoadIdentity(dir string) (*Identity, error) {
 }
 
 // CreateIdentity makes a new identity in dir, creating dir (mode 0700) if it
-// does not exist, from randomness read from rnd (nil: crypto/rand). An
-// existing identity file is never replaced: that is ErrIdentityExists.
+// does not exist: the onion key from rnd (nil: crypto/rand), the OpenPGP key
+// from crypto/rand, as gopenpgp generates it. An existing identity file is
+// never replaced: that is ErrIdentityExists.
 func CreateIdentity(dir string, rnd io.Reader) (*Identity, error) {
 	if rnd == nil {
 		rnd = rand.Reader
