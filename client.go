@@ -48,6 +48,13 @@ type ClientConfig struct {
 	// RefreshBefore: Send fetches a new payload when the cached cycle ends
 	// within this long. Zero: 5 seconds.
 	RefreshBefore time.Duration
+	// PrefetchBefore: this long before the cached cycle ends (at most an
+	// eighth of the cycle's length before), the client fetches the next
+	// cycle in the background and opens streams to its nodes (when it has
+	// at most WarmNodes), so that the first messages of the next cycle wait
+	// for neither. Zero: 30 seconds. Negative: no prefetch; Send fetches
+	// when it must.
+	PrefetchBefore time.Duration
 	// MaxFrameSize bounds a frame's body. Zero: DefaultMaxFrameSize.
 	MaxFrameSize int
 	// IdleTimeout closes a stream to a first hop that carried nothing for
@@ -91,6 +98,8 @@ type Client struct {
 	authorized bool
 	mu         sync.Mutex
 	cycle      *Cycle
+	prefetch   func() bool // stops the prefetch timer of the cached cycle
+	bg         sync.WaitGroup
 
 	keyMu    sync.RWMutex // read-held while the private key is used; Close wipes it
 	keyWiped bool
@@ -130,6 +139,9 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	}
 	if c.RefreshBefore <= 0 {
 		c.RefreshBefore = 5 * time.Second
+	}
+	if c.PrefetchBefore == 0 {
+		c.PrefetchBefore = 30 * time.Second
 	}
 	if c.MaxFrameSize <= 0 {
 		c.MaxFrameSize = DefaultMaxFrameSize
@@ -331,10 +343,108 @@ func (c *Client) fetchAndCache(ctx context.Context) (*Cycle, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.cycle = cy
-	c.mu.Unlock()
+	c.cache(cy)
 	return cy, nil
+}
+
+// cache makes cy the cached cycle and arms its prefetch.
+func (c *Client) cache(cy *Cycle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cycle = cy
+	c.armPrefetchLocked(cy)
+}
+
+// armPrefetchLocked arms the background fetch of cy's successor: at
+// PrefetchBefore (at most an eighth of cy's length) before cy ends. c.mu is
+// held.
+func (c *Client) armPrefetchLocked(cy *Cycle) {
+	if c.prefetch != nil {
+		c.prefetch()
+		c.prefetch = nil
+	}
+	if c.cfg.PrefetchBefore < 0 || c.closed.Load() {
+		return
+	}
+	lead := min(c.cfg.PrefetchBefore, cy.NotAfter.Sub(cy.NotBefore)/8)
+	at := cy.NotAfter.Add(-lead)
+	if !at.Before(cy.NotAfter.Add(-c.cfg.RefreshBefore)) {
+		return // Send will fetch by itself
+	}
+	c.prefetch = c.cfg.Clock.AfterFunc(at.Sub(c.cfg.Clock.Now()), func() { c.prefetchNext(cy) })
+}
+
+// WarmNodes is the largest cycle to whose every node a client (after a
+// prefetch) and each node of a new cycle (before the cycle is handed out)
+// open streams ahead of the first message.
+const WarmNodes = 16
+
+// prefetchNext fetches the successor of cy in the background and opens
+// streams to its nodes. If the Primary still hands out cy, it tries once
+// more halfway to the point where Send would fetch.
+func (c *Client) prefetchNext(cy *Cycle) {
+	if !c.startBackground() {
+		return
+	}
+	defer c.bg.Done()
+	ctx, cancel := c.opContext(context.Background())
+	defer cancel()
+	c.fetchMu.Lock()
+	c.mu.Lock()
+	stale := c.cycle != cy
+	c.mu.Unlock()
+	if stale { // fetched meanwhile
+		c.fetchMu.Unlock()
+		return
+	}
+	next, err := c.fetch(ctx)
+	if err != nil {
+		c.fetchMu.Unlock()
+		c.cfg.Logger.Debug("prefetch of the next cycle failed", "err", err)
+		return
+	}
+	if next.ID == cy.ID {
+		c.fetchMu.Unlock()
+		until := cy.NotAfter.Add(-c.cfg.RefreshBefore).Sub(c.cfg.Clock.Now())
+		if until > time.Second {
+			c.mu.Lock()
+			if c.cycle == cy && !c.closed.Load() {
+				c.prefetch = c.cfg.Clock.AfterFunc(until/2, func() { c.prefetchNext(cy) })
+			}
+			c.mu.Unlock()
+		}
+		return
+	}
+	c.cache(next)
+	c.fetchMu.Unlock()
+	c.warm(ctx, next)
+}
+
+// warm opens streams to every node of cy, if it has at most WarmNodes.
+func (c *Client) warm(ctx context.Context, cy *Cycle) {
+	if len(cy.Nodes) > WarmNodes {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, n := range cy.Nodes {
+		wg.Go(func() {
+			if err := c.pool.Warm(ctx, n.Onion.Addr()); err != nil {
+				c.cfg.Logger.Debug("opening a stream ahead failed", "onion", n.Onion.Addr(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// startBackground registers a background task unless the client is closed.
+func (c *Client) startBackground() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.bg.Add(1)
+	return true
 }
 
 // Send sends data through a route of the current lock-cycle (fetching the
@@ -527,8 +637,14 @@ func Expected(route []NodeInfo, data []byte) (out []byte, ok bool) {
 // and Send under way returns ErrClosed, and so does every later one. It is
 // idempotent.
 func (c *Client) Close() error {
+	c.mu.Lock()
 	c.closed.Store(true)
+	if c.prefetch != nil {
+		c.prefetch()
+	}
+	c.mu.Unlock()
 	c.closeNow()
+	c.bg.Wait()
 	c.pool.Close()
 	c.keyMu.Lock() // waits for a payload being opened
 	c.keys.Wipe()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"time"
 
 	"github.com/ProtonMail/gopenpgp/v2/crypto"
@@ -91,7 +92,7 @@ func Example_processing() {
 // ExamplePrimaryConfig_stableInvite keeps an invite valid across restarts:
 // the Primary's signing key and onion key are generated once, stored, and
 // given back to every NewPrimary. (Here they live in memory; a real program
-// saves key.Armor() and the ed25519 seed, protected.)
+// keeps them in a state directory: see ExampleLoadOrCreateIdentity.)
 func ExamplePrimaryConfig_stableInvite() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -121,6 +122,40 @@ func ExamplePrimaryConfig_stableInvite() {
 	}
 	defer second.Close()
 	fmt.Println("same invite after a restart:", second.Invite(nil).String() == invite)
+	// Output:
+	// same invite after a restart: true
+}
+
+// ExampleLoadOrCreateIdentity keeps a Primary's keys in a state directory:
+// the first run creates them, every later run loads them, so the invite
+// stays the same across restarts.
+func ExampleLoadOrCreateIdentity() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tor := tortest.NewNetwork(tortest.Config{})
+	defer tor.Close()
+	dir, err := os.MkdirTemp("", "ghostcomm-state") // mode 0700
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	var invites []string
+	for range 2 { // a first run, then a restart
+		id, _, err := ghostcomm.LoadOrCreateIdentity(dir, nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg := ghostcomm.PrimaryConfig{Nodes: 2}
+		id.Apply(&cfg) // Key, OnionKey, ClientAuth
+		p, err := ghostcomm.NewPrimary(ctx, tor.Controller(), tor.Dialer(), cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		invites = append(invites, p.Invite(nil).String())
+		p.Close()
+	}
+	fmt.Println("same invite after a restart:", invites[0] == invites[1])
 	// Output:
 	// same invite after a restart: true
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -119,6 +120,44 @@ func FuzzParseInvite(f *testing.F) {
 		again, err := ParseInvite(inv.String())
 		if err != nil || again.String() != inv.String() {
 			t.Fatalf("invite does not round-trip: %v", err)
+		}
+	})
+}
+
+func FuzzParseIdentity(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "state")
+	id, err := CreateIdentity(dir, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := id.AddClient("alice", nil); err != nil {
+		f.Fatal(err)
+	}
+	good, err := id.marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(identityHeader + "\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, err := parseIdentity(b)
+		if err != nil {
+			if !errors.Is(err, ErrStateCorrupt) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		out, err := id.marshal()
+		if err != nil {
+			t.Fatalf("a parsed identity does not marshal: %v", err)
+		}
+		id2, err := parseIdentity(out)
+		if err != nil {
+			t.Fatalf("a marshalled identity does not parse: %v", err)
+		}
+		out2, _ := id2.marshal()
+		if !bytes.Equal(out, out2) {
+			t.Fatal("identity does not round-trip")
 		}
 	})
 }

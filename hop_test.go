@@ -148,6 +148,7 @@ func TestReplayOfInnerLayerRefused(t *testing.T) {
 			mu.Unlock()
 		}}
 	})
+	hn.net.Sever(hn.cycle.Nodes[1].Onion.ServiceID) // streams opened ahead were not captured
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := hn.client.Send(ctx, []byte("x")); err != nil {

@@ -124,6 +124,7 @@ func TestUnreachableHopNamed(t *testing.T) {
 		t.Run(fmt.Sprintf("hop %d", hop), func(t *testing.T) {
 			id := cy.Nodes[hop-1].Onion.ServiceID
 			tn.net.Partition(id)
+			tn.net.Sever(id) // as a partition breaks the circuits already open
 			defer tn.net.Heal(id)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -174,6 +175,7 @@ func TestStalledHopNamedBeforeDeadline(t *testing.T) {
 		}
 		return 0
 	})
+	tn.net.Sever(cy.Nodes[2].Onion.ServiceID) // the stream opened ahead
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := tn.client.Send(ctx, []byte("x"))
@@ -478,6 +480,7 @@ func TestClientRefetchesAfterUnreachableHop(t *testing.T) {
 	// The old cycle's second node vanishes early (say, its host went
 	// down): the client's cached payload still names it.
 	tn.net.Partition(res.Route[1].Onion.ServiceID)
+	tn.net.Sever(res.Route[1].Onion.ServiceID)
 	tn.net.Sever(res.Route[1].Onion.ServiceID) // and the stream hop 1 keeps open to it
 	if _, err := tn.client.Send(ctx, []byte("b")); !errors.Is(err, ghostcomm.ErrHopUnreachable) {
 		t.Fatalf("got %v, want ErrHopUnreachable", err)
@@ -485,5 +488,49 @@ func TestClientRefetchesAfterUnreachableHop(t *testing.T) {
 	res, err = tn.client.Send(ctx, []byte("c"))
 	if err != nil || res.Cycle == old {
 		t.Fatalf("the client did not move to the new cycle: %v", err)
+	}
+}
+
+func TestNextCycleReadyBeforeItsFirstMessage(t *testing.T) {
+	// A new cycle's nodes open streams to each other before it is handed
+	// out; a client fetches the next cycle ahead and opens streams to its
+	// nodes; its first message needs no fetch and no dial.
+	clock := tortest.NewClock(time.Now())
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3, Period: 10 * time.Minute, Clock: clock},
+		ghostcomm.ClientConfig{Clock: clock})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conns := func(cy *ghostcomm.Cycle) (n int) {
+		for _, nd := range cy.Nodes {
+			n += tn.net.Stats(nd.Onion.ServiceID).Conns
+		}
+		return n
+	}
+	old := tn.primary.Cycle()
+	if got := conns(old); got != 6 {
+		t.Fatalf("the first cycle's 3 nodes were dialled %d times before any message, want 6 (each to each)", got)
+	}
+	if _, err := tn.client.Send(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(old.NotAfter.Add(-45 * time.Second))
+	waitFor(t, func() bool { return tn.primary.Cycle().ID != old.ID })
+	next := tn.primary.Cycle()
+	fetched := tn.primary.Stats().Payloads
+	clock.Set(old.NotAfter.Add(-29 * time.Second))
+	waitFor(t, func() bool { return tn.primary.Stats().Payloads == fetched+1 && conns(next) == 6+3 })
+
+	res, err := tn.client.Send(ctx, []byte("first of the next cycle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cycle != next.ID {
+		t.Fatalf("message went through cycle %x, want the next one %x", res.Cycle, next.ID)
+	}
+	if p := tn.primary.Stats().Payloads; p != fetched+1 {
+		t.Fatalf("%d payloads fetched for the next cycle, want 1 (ahead of the message)", p-fetched)
+	}
+	if got := conns(next); got != 9 {
+		t.Fatalf("the next cycle's nodes were dialled %d times, want 9: none for its first message", got)
 	}
 }

@@ -336,6 +336,26 @@ func (n *Node) SetPeers(peers []NodeInfo) error {
 	return nil
 }
 
+// warm opens a stream to every peer but itself, bounded by ctx and
+// PublishTimeout; a peer it cannot reach now is dialled when a message
+// needs it.
+func (n *Node) warm(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range *n.peers.Load() {
+		if p.Onion.ServiceID == n.onion.ServiceID {
+			continue
+		}
+		wg.Go(func() {
+			if err := n.pool.Warm(ctx, p.Onion.Addr()); err != nil {
+				n.cfg.Logger.Debug("opening a stream ahead failed", "onion", p.Onion.Addr(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // Close removes the node's onion service, closes its streams, waits for its
 // goroutines and wipes its private key. It is idempotent.
 func (n *Node) Close() error {

@@ -492,6 +492,15 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	if cs.encoded, err = marshalNodes(c.Nodes); err != nil {
 		return nil, errors.Join(err, cs.close())
 	}
+	// Streams between the new nodes are opened before any client is handed
+	// them, so that the cycle's first messages do not wait for dials.
+	if len(cs.nodes) <= WarmNodes {
+		var wg sync.WaitGroup
+		for _, n := range cs.nodes {
+			wg.Go(func() { n.warm(ctx) })
+		}
+		wg.Wait()
+	}
 	return cs, nil
 }
 

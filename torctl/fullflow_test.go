@@ -99,7 +99,7 @@ func TestIntegrationFullNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Send over tor: %v", err)
 	}
-	testnet.Figure(t, "first message, cold chain (every hop dials its successor): %v", time.Since(start).Round(time.Millisecond))
+	testnet.Figure(t, "first message (the client dials hop 1; streams between hops were opened with the cycle): %v", time.Since(start).Round(time.Millisecond))
 	want, _ := ghostcomm.Expected(res.Route, msg)
 	if !res.Verified || !bytes.Equal(res.Data, want) || len(res.Route) != 3 {
 		t.Fatalf("result not verified: %x, want %x", res.Data, want)

@@ -160,6 +160,14 @@ func (p *Pool) RoundTrip(ctx context.Context, addr string, typ wire.Type, parts 
 	return wire.Header{}, nil, err
 }
 
+// Warm opens a stream to addr, if none is open, without sending anything:
+// the first request to addr then finds it ready. Like any stream, it is
+// closed after IdleTimeout unused.
+func (p *Pool) Warm(ctx context.Context, addr string) error {
+	_, err := p.get(ctx, addr)
+	return err
+}
+
 // get returns an open stream to addr, dialing one if needed. Callers share a
 // dial in progress, but one that has taken longer than hedgeAfter does not
 // hold a caller hostage: the caller starts a new dial, which later callers

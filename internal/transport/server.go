@@ -33,7 +33,8 @@ type ServerConfig struct {
 	// once. Zero: MaxInflight/4. It is raised to MaxFrame+HandlerCost if
 	// lower.
 	MaxStreamBytes int64
-	// IdleTimeout closes a stream that carries no frame for this long.
+	// IdleTimeout closes a stream that carries no frame for this long
+	// while no request of its is being handled.
 	IdleTimeout time.Duration
 	// IOTimeout bounds the rest of a frame header once its first byte has
 	// arrived, a body's grace before MinReadRate applies, and every write.
@@ -322,6 +323,10 @@ func (s *Server) serve(st *stream) {
 		st.c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		r.started = false
 		h, err := wire.ReadHeader(r, s.cfg.MaxFrame)
+		var ne net.Error
+		if err != nil && !r.started && st.active.Load() > 0 && errors.As(err, &ne) && ne.Timeout() {
+			continue // idle, but answers are still due on this stream
+		}
 		if err != nil {
 			if errors.Is(err, errs.ErrFrameTooLarge) {
 				// The body was not read, so the stream cannot be
