@@ -34,19 +34,9 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := testnet.Shared(t) // the network the test binaries of this run share
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	start := time.Now()
-	n, err := testnet.Start(ctx, testnet.Config{Clients: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("stopping the private network: %v", err)
-		}
-	}()
-	testnet.Figure(t, "cmd e2e: private network up in %v", time.Since(start).Round(time.Millisecond))
 	service, sender := n.Clients()[0], n.Clients()[1]
 	via := []string{"-socks", sender.SocksAddr, "-control", sender.ControlAddr, "-cookie", sender.CookiePath}
 	// gc runs "ghostcomm CMD" through the sender's tor.
@@ -61,7 +51,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
+	start := time.Now()
 	p := startPrimary(t, bin, "-state", state, "-nodes", "2", "-tor", "launch", "-torrc", own.TorrcPath, "-datadir", own.DataDir,
 		"-metrics", "127.0.0.1:0")
 	invite := p.line(t, ctx)

@@ -12,13 +12,16 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
 // TestMain makes the test binary also the ghostcomm command: testscript puts
 // a copy named ghostcomm first on PATH, for the scripts and for
-// TestEndToEnd.
+// TestEndToEnd. testnet.Wrap gives TestEndToEnd the private Tor network the
+// test binaries of this run share.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"ghostcomm": main})
+	testscript.Main(testnet.Wrap(m), map[string]func(){"ghostcomm": main})
 }
 
 // TestScripts runs testdata/script/*.txtar: usage, -h, and bad input of

@@ -86,7 +86,7 @@ func SkipUnlessAvailable(tb testing.TB) {
 // add themselves. Tors added with AddTor or PrepareTor belong to the test
 // binary that added them, as with a network of its own.
 //
-// The test binary must call Main from TestMain, which detaches from the
+// The test binary must call Main (or Wrap) from TestMain, which detaches from the
 // network (and stops the tors it added) when the tests end; Shared fails the
 // test otherwise. When tor cannot be used, Shared skips the test (see
 // SkipUnlessAvailable). When the network fails to start, every test that asks
@@ -136,13 +136,29 @@ func Shared(tb testing.TB) *Network {
 // daemon sent TAKEOWNERSHIP closes with it (and __OwningControllerProcess
 // names it).
 func Main(m *testing.M) {
-	if dir := os.Getenv(envDaemon); dir != "" {
-		os.Exit(runDaemon(dir))
-	}
-	os.Exit(runMain(m))
+	os.Exit(Wrap(m).Run())
 }
 
-func runMain(m *testing.M) (code int) {
+// TestingM is what Wrap wraps and returns: a *testing.M, or what a TestMain
+// helper such as go-internal's testscript.Main takes.
+type TestingM interface{ Run() int }
+
+// Wrap returns m with Main's work around its Run, for a TestMain that hands
+// m to another helper:
+//
+//	func TestMain(m *testing.M) { testscript.Main(testnet.Wrap(m), commands) }
+func Wrap(m TestingM) TestingM { return wrapped{m} }
+
+type wrapped struct{ m TestingM }
+
+func (w wrapped) Run() int {
+	if dir := os.Getenv(envDaemon); dir != "" {
+		return runDaemon(dir)
+	}
+	return runMain(w.m)
+}
+
+func runMain(m TestingM) (code int) {
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
