@@ -25,10 +25,16 @@ const (
 	WindowRotation = "≤5 s after a rotation"
 )
 
-// Window returns the label of the window r falls in: the kind of the fault
-// whose window it overlaps, else WindowRotation if it started within
-// AfterRotation of a rotation, else WindowQuiet.
+// Window returns the label of the window r falls in: for an error that a
+// fault explains, that fault's kind; else the kind of the first fault whose
+// window it overlaps; else WindowRotation if it started within AfterRotation
+// of a rotation; else WindowQuiet.
 func (res *Result) Window(r Record) string {
+	if r.Outcome == Failed {
+		if f, ok := r.Explained(res.Faults, res.Config.Settle); ok {
+			return string(f.Kind)
+		}
+	}
 	if f, ok := r.InFault(res.Faults, res.Config.Settle); ok {
 		return string(f.Kind)
 	}

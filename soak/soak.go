@@ -422,13 +422,21 @@ func Sentinel(err error) string {
 
 // Explained reports whether r's error is explained by a fault: r overlaps
 // the fault's window (extended by settle) and names the faulted node.
+//
+// Of several such faults it returns the one that started last: faults
+// follow each other, and an error is caused by the latest fault that hit
+// the node it names.
 func (r Record) Explained(faults []Fault, settle time.Duration) (Fault, bool) {
+	var best Fault
+	found := false
 	for _, f := range faults {
 		if r.Start <= f.End+settle && r.End >= f.Start && r.Onion != "" && strings.HasPrefix(r.Onion, f.Node) {
-			return f, true
+			if !found || f.Start > best.Start {
+				best, found = f, true
+			}
 		}
 	}
-	return Fault{}, false
+	return best, found
 }
 
 // InFault reports the first fault whose window (extended by settle) r

@@ -69,6 +69,13 @@ func TestCheckCatches(t *testing.T) {
 	if err := res.Summarize().Check(); err != nil {
 		t.Errorf("a verified message and an explained error: %v", err)
 	}
+	// An error is put in the window of the latest fault that hit its node,
+	// not of an earlier fault whose window it also overlaps.
+	res.Faults = []Fault{{Kind: Sever, Node: "aaaa", Start: 9 * time.Second, End: 9 * time.Second}, faults[0]}
+	res.Config.Settle = 3 * time.Second
+	if w := res.Window(named); w != string(Partition) {
+		t.Errorf("window of an error after a sever and a partition of its node: %s, want partition", w)
+	}
 }
 
 // TestReportAndPlot writes the report and the plot of a tiny run.
