@@ -75,8 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "testnet":
 		section, title = "testnet", "Private Tor network (torctl/testnet, real tor on 127.0.0.1)"
 		for name, v := range map[string]string{
-			"messages": "3000", "senders": "8", "clients": "2", "period": "60s", "rotate": "20s",
-			"fault-gap": "20s", "fault-hold": "20s", "deadline": "60s", "dial-timeout": "20s", "settle": "30s",
+			"messages": "6000", "senders": "8", "clients": "2", "period": "60s", "rotate": "12s",
+			"fault-gap": "12s", "fault-hold": "20s", "deadline": "60s", "dial-timeout": "20s", "settle": "30s",
 			"plot": filepath.Join("..", "docs", "reliability-testnet.png"),
 		} {
 			if !set[name] {
