@@ -191,3 +191,38 @@ func TestSharedAcrossBinaries(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadState: any state file is refused with an error or gives a state
+// that names a network or an error; attaching to a network state never
+// panics, and cleans up after a refusal.
+func FuzzReadState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"daemon_pid":1,"error":"x"}`))
+	f.Add([]byte(`{"version":1,"daemon_pid":1,"net":{"auth_addrs":["a","b","c"],"clients":["client0","client1"],"tors":[{"name":"client0"}]}}`))
+	f.Add([]byte(`{"version":1,"net":{"auth_addrs":["a","b","c"],"clients":["client0","client1"],"tors":[{"name":"client0"},{"name":"client1"}]}}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, stateFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := readState(dir)
+		if err != nil {
+			return
+		}
+		if s.Error == "" && s.Net == nil {
+			t.Fatalf("state with neither a network nor an error: %s", b)
+		}
+		if s.Net == nil {
+			return
+		}
+		n, err := attach(s.Net, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return
+		}
+		if len(n.Clients()) < SharedClients {
+			t.Fatalf("attached with %d clients", len(n.Clients()))
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
