@@ -226,3 +226,50 @@ func FuzzReadState(f *testing.F) {
 		}
 	})
 }
+
+// TestLiveStderr: the daemon writes its progress to the go command's
+// standard error when that is a pipe, and leaves a regular file alone (its
+// writes at their own offset would overwrite the go command's).
+func TestLiveStderr(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, tc := range []struct {
+		name   string
+		stderr *os.File
+		live   bool
+	}{{"pipe", w, true}, {"regular file", file, false}} {
+		cmd := exec.Command("sleep", "30")
+		cmd.Stderr = tc.stderr
+		if err := cmd.Start(); err != nil {
+			t.Skipf("no sleep command: %v", err)
+		}
+		f := liveStderr(cmd.Process.Pid)
+		if (f != nil) != tc.live {
+			t.Errorf("%s: liveStderr = %v, want live %v", tc.name, f, tc.live)
+		}
+		if f != nil {
+			if _, err := f.WriteString("progress\n"); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			f.Close()
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	w.Close()
+	got, _ := io.ReadAll(r)
+	if string(got) != "progress\n" {
+		t.Errorf("the pipe carried %q, want the progress line", got)
+	}
+	if liveStderr(0) != nil || liveStderr(-1) != nil {
+		t.Errorf("liveStderr of no process returned a file")
+	}
+}
