@@ -465,7 +465,15 @@ func (m *mux) checkLiveness(now time.Time) {
 			select {
 			case m.wsem <- struct{}{}:
 			default:
-				return // a frame is being written: the stream is not silent
+				// A frame is being written: try again at the next check,
+				// rather than count a ping that was never sent as
+				// unanswered.
+				m.mu.Lock()
+				if m.pingSent.Equal(now) {
+					m.pingSent = time.Time{}
+				}
+				m.mu.Unlock()
+				return
 			}
 			m.c.SetWriteDeadline(time.Now().Add(io))
 			err := wire.WriteFrame(m.c, wire.Ping, 0)
