@@ -68,9 +68,10 @@ type Pool struct {
 
 // peer is what the pool knows of one address.
 type peer struct {
-	conn  *mux      // the stream in use, or nil
-	dial  *dialCall // the newest dial in progress, or nil
-	ready chan struct{}
+	conn    *mux      // the stream in use, or nil
+	dial    *dialCall // the newest dial in progress, or nil
+	dialing int       // dials in progress, hedged-over ones included
+	ready   chan struct{}
 }
 
 type dialCall struct {
@@ -250,6 +251,7 @@ func (p *Pool) hedgeAfterLocked() time.Duration {
 func (p *Pool) startDialLocked(addr string, ps *peer) *dialCall {
 	d := &dialCall{start: time.Now(), done: make(chan struct{})}
 	ps.dial = d
+	ps.dialing++
 	p.dials.Add(1)
 	p.wg.Add(1)
 	go p.dial(addr, ps, d)
@@ -267,6 +269,7 @@ func (p *Pool) dial(addr string, ps *peer, d *dialCall) {
 	if ps.dial == d {
 		ps.dial = nil
 	}
+	ps.dialing--
 	switch {
 	case err == nil && p.closed:
 		c.Close()
@@ -318,7 +321,10 @@ func (p *Pool) janitor() {
 				if m != nil {
 					m.checkLiveness(now)
 				}
-				if ps.conn == nil && ps.dial == nil {
+				// Forget the peer only once no dial is running: a
+				// hedged-over dial that completes later must find it, or
+				// its stream would be known to no one and never closed.
+				if ps.conn == nil && ps.dialing == 0 {
 					delete(p.peers, addr)
 				}
 			}
