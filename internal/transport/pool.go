@@ -410,10 +410,16 @@ func (m *mux) readLoop() {
 		m.mu.Lock()
 		m.lastRecv = time.Now()
 		m.pingSent = time.Time{}
-		ch := m.pending[h.ID]
-		delete(m.pending, h.ID)
+		var ch chan muxResult
+		if h.Type != wire.Pong {
+			// A Pong answers no request, whatever its id: a request
+			// taken off pending by one would never be answered, nor
+			// woken when the stream dies.
+			ch = m.pending[h.ID]
+			delete(m.pending, h.ID)
+		}
 		m.mu.Unlock()
-		if ch != nil && h.Type != wire.Pong {
+		if ch != nil {
 			ch <- muxResult{h: h, body: body} // buffered: never blocks
 		}
 	}
