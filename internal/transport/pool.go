@@ -227,7 +227,13 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 				if m == nil || m.broken() {
 					return nil, d.err
 				}
+				continue
 			}
+			// It opened a stream: use it even if it has already broken
+			// (a peer that refuses the stream does so at once), so that
+			// the request fails with the stream's own error rather than
+			// dial again and again.
+			return d.conn, nil
 		default:
 		}
 	}
