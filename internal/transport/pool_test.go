@@ -87,12 +87,22 @@ func TestPoolRequestDeadlineIsItsOwn(t *testing.T) {
 	checkStats(t, p, PoolStats{Dials: 1})
 }
 
-// Rule 3: writes are bounded by the I/O timeout, never by a request's ctx. A
-// stream of requests with 1 ms deadlines and large bodies, interleaved with
-// honest requests, breaks nothing: every honest request is answered on the
-// one stream. Catches a write deadline taken from the request's ctx (a write
-// cut off mid-frame leaves the stream unusable and fails every request on
-// it).
+// slowLink is a stream over a slow network: every write waits 5 ms before
+// it goes out.
+type slowLink struct{ net.Conn }
+
+func (c slowLink) Write(b []byte) (int, error) {
+	time.Sleep(5 * time.Millisecond)
+	return c.Conn.Write(b)
+}
+
+// Rule 3: writes are bounded by the I/O timeout, never by a request's ctx.
+// Over a slow link, requests with 1 ms deadlines (their frames still being
+// written when the deadline passes), each followed by an honest request,
+// break nothing: every honest request is answered on the one stream. Then
+// the same with large bodies, all at once. Catches a write deadline taken
+// from the request's ctx (the write fails, the stream is judged dead, every
+// request on it is resent on a new one).
 func TestPoolShortDeadlineDoesNotBreakStream(t *testing.T) {
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 1 << 20
@@ -100,42 +110,84 @@ func TestPoolShortDeadlineDoesNotBreakStream(t *testing.T) {
 	cfg.MaxStreamBytes = 64 << 20
 	cfg.MaxConcurrent = 64
 	_, addr := startServer(t, echo, cfg)
-	p := newTestPool(t, PoolConfig{MaxFrame: cfg.MaxFrame})
+	slowDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := tcpDial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowLink{c}, nil
+	}
+	p := newTestPool(t, PoolConfig{Dial: slowDial, MaxFrame: cfg.MaxFrame})
 	ctx := testCtx(t)
 	roundTrip(t, ctx, p, addr, []byte("warm"))
 
+	shortRequest := func(body []byte) error {
+		c, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		_, _, err := p.RoundTrip(c, addr, wire.Message, [][]byte{body})
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("1 ms request: %v", err)
+		}
+		return nil
+	}
+	honestRequest := func(i int) error {
+		body := []byte(fmt.Sprintf("honest %d", i))
+		h, got, err := p.RoundTrip(ctx, addr, wire.Message, [][]byte{body})
+		if err == nil && (h.Type != wire.Reply || !bytes.Equal(got, body)) {
+			err = fmt.Errorf("answer %v %q", h.Type, trim(got))
+		}
+		if err != nil {
+			return fmt.Errorf("honest request: %v", err)
+		}
+		return nil
+	}
+	for i := range 10 {
+		if err := shortRequest([]byte("short")); err != nil {
+			t.Fatal(err)
+		}
+		if err := honestRequest(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkStats(t, p, PoolStats{Dials: 1})
+
 	big := bytes.Repeat([]byte("x"), 512<<10)
 	var wg sync.WaitGroup
-	errc := make(chan error, 200)
-	for i := range 40 {
+	errc := make(chan error, 100)
+	for i := range 20 {
 		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			c, cancel := context.WithTimeout(ctx, time.Millisecond)
-			defer cancel()
-			_, _, err := p.RoundTrip(c, addr, wire.Message, [][]byte{big})
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				errc <- fmt.Errorf("1 ms request: %v", err)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			body := []byte(fmt.Sprintf("honest %d", i))
-			h, got, err := p.RoundTrip(ctx, addr, wire.Message, [][]byte{body})
-			if err == nil && (h.Type != wire.Reply || !bytes.Equal(got, body)) {
-				err = fmt.Errorf("answer %v %q", h.Type, trim(got))
-			}
-			if err != nil {
-				errc <- fmt.Errorf("honest request: %v", err)
-			}
-		}()
+		go func() { defer wg.Done(); errc <- shortRequest(big) }()
+		go func() { defer wg.Done(); errc <- honestRequest(i) }()
 	}
 	wg.Wait()
 	close(errc)
 	for err := range errc {
-		t.Error(err)
+		if err != nil {
+			t.Error(err)
+		}
 	}
 	checkStats(t, p, PoolStats{Dials: 1})
+}
+
+// Rules 1 and 7: a stream that has carried no new request for IdleTimeout is
+// closed only if nothing waits on it: a request that waits longer than
+// IdleTimeout for its answer keeps its stream. Catches an idle check that
+// counts from the last request sent and ignores pending ones (the request
+// would be resent, and a hop would see it twice).
+func TestPoolIdleTimeoutSparesWaitingRequests(t *testing.T) {
+	hh := newHoldHandler()
+	_, addr := startServer(t, hh.handle, baseServerConfig())
+	p := newTestPool(t, PoolConfig{IdleTimeout: 20 * time.Millisecond, IOTimeout: 100 * time.Millisecond})
+	go func() {
+		<-hh.started
+		time.Sleep(300 * time.Millisecond) // 15 idle timeouts
+		close(hh.release)
+	}()
+	if got := roundTrip(t, testCtx(t), p, addr, []byte("hold")); string(got) != "hold" {
+		t.Fatalf("answer %q", got)
+	}
+	checkStats(t, p, PoolStats{Dials: 1})
+	waitFor(t, "the stream closed once idle", func() bool { return p.Stats().Streams == 0 })
 }
 
 // pingCounter serves a pool's stream: it answers pings with pongs if pong is
@@ -431,7 +483,7 @@ func TestPoolSharesOneDial(t *testing.T) {
 			errc <- err
 		}()
 	}
-	waitFor(t, "the dial started", func() bool { return g.calls.Load() == 1 })
+	waitFor(t, "the dial started", func() bool { return g.calls.Load() >= 1 })
 	time.Sleep(50 * time.Millisecond) // the callers gather; well before any hedge
 	close(gate)
 	for range callers {
@@ -475,7 +527,7 @@ func TestPoolHedgesStalledDial(t *testing.T) {
 func TestPoolHedgesOncePerCaller(t *testing.T) {
 	g := &gatedDialer{stall: stallForever}
 	p := newTestPool(t, PoolConfig{Dial: g.dial, DialTimeout: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, _, err := p.RoundTrip(ctx, "127.0.0.1:1", wire.Message, [][]byte{[]byte("x")})
 	var de *DialError
@@ -564,9 +616,7 @@ func TestPoolDialTimeoutBoundsDial(t *testing.T) {
 	const dialTimeout = 300 * time.Millisecond
 	g := &gatedDialer{stall: stallForever, deadlines: make(chan time.Duration, 10)}
 	p := newTestPool(t, PoolConfig{Dial: g.dial, DialTimeout: dialTimeout})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-	defer cancel()
-	_, _, err := p.RoundTrip(ctx, "127.0.0.1:1", wire.Message, [][]byte{[]byte("x")})
+	_, _, err := p.RoundTrip(testCtx(t), "127.0.0.1:1", wire.Message, [][]byte{[]byte("x")})
 	var de *DialError
 	if !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("RoundTrip: %v; want a *DialError for the dial timeout", err)

@@ -124,7 +124,9 @@ func TestServerRefusesBodyWithoutRoomAndKeepsStream(t *testing.T) {
 // holdHandler answers by the first byte of a request's body: 'h' holds the
 // request (and its work slot) until release is closed, 'p' parks it and then
 // holds it, 'a' accepts it, 'c' waits for ctx to end; anything else is
-// echoed. started receives each held or parked request once it holds.
+// echoed. started receives each held or parked request once it holds. A held
+// request also ends with the server's ctx, so that a failing test's
+// Server.Close does not wait for a release that never comes.
 type holdHandler struct {
 	release chan struct{}
 	started chan string
@@ -135,6 +137,13 @@ func newHoldHandler() *holdHandler {
 	return &holdHandler{release: make(chan struct{}), started: make(chan string, 100)}
 }
 
+func (hh *holdHandler) wait(ctx context.Context) {
+	select {
+	case <-hh.release:
+	case <-ctx.Done():
+	}
+}
+
 func (hh *holdHandler) handle(ctx context.Context, r *Request) (wire.Type, [][]byte) {
 	body := string(r.Body)
 	if body == "" {
@@ -143,13 +152,13 @@ func (hh *holdHandler) handle(ctx context.Context, r *Request) (wire.Type, [][]b
 	switch body[0] {
 	case 'h':
 		hh.started <- body
-		<-hh.release
+		hh.wait(ctx)
 	case 'p':
 		if err := r.Park(0); err != nil {
 			return wire.Reply, [][]byte{[]byte(err.Error())}
 		}
 		hh.started <- body
-		<-hh.release
+		hh.wait(ctx)
 	case 'a':
 		r.Accept()
 	case 'c':
@@ -293,12 +302,15 @@ func TestServerParkCharges(t *testing.T) {
 	cfg.MaxStreamBytes = 1 // raised to MaxFrame+HandlerCost = 72 KiB
 	release := make(chan struct{})
 	parked := make(chan error, 10)
-	h := func(_ context.Context, r *Request) (wire.Type, [][]byte) {
+	h := func(ctx context.Context, r *Request) (wire.Type, [][]byte) {
 		hold, _ := strconv.Atoi(string(bytes.TrimRight(r.Body, " ")))
 		err := r.Park(hold)
 		parked <- err
 		if err == nil {
-			<-release
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
 		}
 		return wire.Reply, nil
 	}
