@@ -177,7 +177,8 @@ func TestPoolShortDeadlineDoesNotBreakStream(t *testing.T) {
 func TestPoolIdleTimeoutSparesWaitingRequests(t *testing.T) {
 	hh := newHoldHandler()
 	_, addr := startServer(t, hh.handle, baseServerConfig())
-	p := newTestPool(t, PoolConfig{IdleTimeout: 20 * time.Millisecond, IOTimeout: 100 * time.Millisecond})
+	// IOTimeout 1 s: the janitor looks every 125 ms, and no ping is due.
+	p := newTestPool(t, PoolConfig{IdleTimeout: 20 * time.Millisecond, IOTimeout: time.Second})
 	go func() {
 		<-hh.started
 		time.Sleep(300 * time.Millisecond) // 15 idle timeouts
@@ -276,7 +277,7 @@ func TestPoolFailsSilentStreamAndResends(t *testing.T) {
 // pool that judges a stream by how long one request waits (a slow route
 // would then be sent again and again) or that ignores pongs.
 func TestPoolPingsKeepLongRequestAlive(t *testing.T) {
-	const io = 200 * time.Millisecond
+	const io = 300 * time.Millisecond
 	pc := &pingCounter{pong: true, requests: make(chan wire.Header, 10)}
 	var wmu sync.Mutex
 	var peerConn net.Conn
@@ -742,9 +743,9 @@ func TestPoolLateDialAfterIdleIsClosed(t *testing.T) {
 		return nil
 	}}
 	p := NewPool(PoolConfig{Dial: g.dial, MaxFrame: 1 << 10, IdleTimeout: 20 * time.Millisecond, IOTimeout: 80 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	roundTrip(t, ctx, p, addr, []byte("hedged"))
+	roundTrip(t, ctx, p, addr, []byte("hedged")) // hedges after 500 ms
 	waitFor(t, "the hedge's stream idled out", func() bool { return p.Stats().Streams == 0 && s.Stats().Streams == 0 })
 	time.Sleep(50 * time.Millisecond) // a few janitor rounds
 	close(gate)
