@@ -68,9 +68,10 @@ type Pool struct {
 
 // peer is what the pool knows of one address.
 type peer struct {
-	conn  *mux      // the stream in use, or nil
-	dial  *dialCall // the newest dial in progress, or nil
-	ready chan struct{}
+	conn    *mux      // the stream in use, or nil
+	dial    *dialCall // the newest dial in progress, or nil
+	dialing int       // dials in progress, hedged-over ones included
+	ready   chan struct{}
 }
 
 type dialCall struct {
@@ -234,7 +235,13 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 				if m == nil || m.broken() {
 					return nil, d.err
 				}
+				continue
 			}
+			// It opened a stream: use it even if it has already broken
+			// (a peer that refuses the stream does so at once), so that
+			// the request fails with the stream's own error rather than
+			// dial again and again.
+			return d.conn, nil
 		default:
 		}
 	}
@@ -258,6 +265,7 @@ func (p *Pool) hedgeAfterLocked() time.Duration {
 func (p *Pool) startDialLocked(addr string, ps *peer) *dialCall {
 	d := &dialCall{start: time.Now(), done: make(chan struct{})}
 	ps.dial = d
+	ps.dialing++
 	p.dials.Add(1)
 	p.wg.Add(1)
 	go p.dial(addr, ps, d)
@@ -275,6 +283,7 @@ func (p *Pool) dial(addr string, ps *peer, d *dialCall) {
 	if ps.dial == d {
 		ps.dial = nil
 	}
+	ps.dialing--
 	switch {
 	case err == nil && p.closed:
 		c.Close()
@@ -326,7 +335,10 @@ func (p *Pool) janitor() {
 				if m != nil {
 					m.checkLiveness(now)
 				}
-				if ps.conn == nil && ps.dial == nil {
+				// Forget the peer only once no dial is running: a
+				// hedged-over dial that completes later must find it, or
+				// its stream would be known to no one and never closed.
+				if ps.conn == nil && ps.dialing == 0 {
 					delete(p.peers, addr)
 				}
 			}
@@ -412,10 +424,16 @@ func (m *mux) readLoop() {
 		m.mu.Lock()
 		m.lastRecv = time.Now()
 		m.pingSent = time.Time{}
-		ch := m.pending[h.ID]
-		delete(m.pending, h.ID)
+		var ch chan muxResult
+		if h.Type != wire.Pong {
+			// A Pong answers no request, whatever its id: a request
+			// taken off pending by one would never be answered, nor
+			// woken when the stream dies.
+			ch = m.pending[h.ID]
+			delete(m.pending, h.ID)
+		}
 		m.mu.Unlock()
-		if ch != nil && h.Type != wire.Pong {
+		if ch != nil {
 			ch <- muxResult{h: h, body: body} // buffered: never blocks
 		}
 	}
@@ -473,7 +491,15 @@ func (m *mux) checkLiveness(now time.Time) {
 			select {
 			case m.wsem <- struct{}{}:
 			default:
-				return // a frame is being written: the stream is not silent
+				// A frame is being written: try again at the next check,
+				// rather than count a ping that was never sent as
+				// unanswered.
+				m.mu.Lock()
+				if m.pingSent.Equal(now) {
+					m.pingSent = time.Time{}
+				}
+				m.mu.Unlock()
+				return
 			}
 			m.c.SetWriteDeadline(time.Now().Add(io))
 			err := wire.WriteFrame(m.c, wire.Ping, 0)
