@@ -33,6 +33,9 @@ type PoolConfig struct {
 	// Attempts bounds how many times one request is sent when its stream
 	// dies before its answer.
 	Attempts int
+	// RetryDial, if set, says whether a failed dial is worth one more try,
+	// dialRetryPause later, within the same DialTimeout. Nil: never.
+	RetryDial func(error) bool
 	// Logger receives debug records. Nil: silent.
 	Logger *slog.Logger
 }
@@ -223,6 +226,9 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
+		case <-p.ctx.Done():
+			t.Stop()
+			return nil, errs.ErrClosed
 		}
 		select {
 		case <-d.done:
@@ -246,6 +252,9 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 		}
 	}
 }
+
+// dialRetryPause is the pause before a dial's second try (RetryDial).
+const dialRetryPause = 250 * time.Millisecond
 
 // minHedge is the least time a dial is given before a caller starts
 // another.
@@ -276,6 +285,18 @@ func (p *Pool) dial(addr string, ps *peer, d *dialCall) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
 	c, err := p.cfg.Dial(ctx, "tcp", addr)
+	if err != nil && p.cfg.RetryDial != nil && p.cfg.RetryDial(err) {
+		// Once more, after a pause, within the same DialTimeout: over Tor
+		// a dial can fail for a circuit that a second try does not use.
+		t := time.NewTimer(dialRetryPause)
+		select {
+		case <-t.C:
+			p.dials.Add(1)
+			c, err = p.cfg.Dial(ctx, "tcp", addr)
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	cancel()
 	took := time.Since(d.start)
 

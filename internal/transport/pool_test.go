@@ -780,3 +780,41 @@ func TestPoolPongDoesNotAnswerRequest(t *testing.T) {
 	}
 	checkStats(t, p, PoolStats{Dials: 1})
 }
+
+// RetryDial: a dial whose failure RetryDial calls worth it is tried once
+// more, within the same dial, and the caller gets the stream; a failure it
+// does not call worth it, or a second failure, is returned as it is.
+func TestPoolRetryDial(t *testing.T) {
+	_, addr := startServer(t, echo, baseServerConfig())
+	errOnce := errors.New("circuit failed")
+	for _, c := range []struct {
+		name      string
+		fail      int // dials that fail
+		retryable bool
+		wantErr   bool
+		wantDials uint64
+	}{
+		{"one retryable failure", 1, true, false, 2},
+		{"two retryable failures", 2, true, true, 2},
+		{"not retryable", 1, false, true, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := &gatedDialer{stall: func(i int, _ context.Context) error {
+				if i <= c.fail {
+					return errOnce
+				}
+				return nil
+			}}
+			p := newTestPool(t, PoolConfig{Dial: g.dial, RetryDial: func(err error) bool {
+				return c.retryable && errors.Is(err, errOnce)
+			}})
+			_, body, err := p.RoundTrip(testCtx(t), addr, wire.Message, [][]byte{[]byte("x")})
+			if c.wantErr != (err != nil) || (err != nil && !errors.Is(err, errOnce)) {
+				t.Fatalf("RoundTrip: %v (body %q); want error %v", err, body, c.wantErr)
+			}
+			if d := p.Stats().Dials; d != c.wantDials {
+				t.Fatalf("%d dials, want %d", d, c.wantDials)
+			}
+		})
+	}
+}
