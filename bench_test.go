@@ -140,7 +140,7 @@ func BenchmarkRelayHop(b *testing.B) {
 					b.Fatal(err)
 				}
 				k, _ := layer.NewKey(rand.Reader)
-				box, err := layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), next, &k, nd.ts, data, rand.Reader)
+				box, err := layer.Seal(in.SealBuffer(data), next, &k, nd.ts, data, rand.Reader)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -45,7 +45,8 @@ func (s ProcessorSpec) String() string {
 // Processor transforms the data passing through a hop.
 //
 // Process must be safe for concurrent use, must not retain data or modify it
-// in place, and must return an error rather than output larger than the
+// in place (a relaying node reuses data's buffer to seal the output for the
+// next hop once Process returns), and must return an error rather than output larger than the
 // frame limit allows. An error is reported to the client as ErrProcessing,
 // attributed to the hop.
 type Processor interface {

@@ -15,8 +15,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/fernet/fernet-go"
@@ -158,12 +160,51 @@ func fernetSeal(dst []byte, key *Key, ts int64, iv *[aes.BlockSize]byte, msg []b
 	return dst[:start+len(tok)]
 }
 
-// fernetMAC appends to dst the HMAC-SHA256 of b under key's signing half.
+// fernetMAC appends to dst the HMAC-SHA256 (RFC 2104) of b under key's
+// signing half. It is crypto/hmac's construction on a pooled SHA-256 state:
+// hmac.New allocates five objects per call, a token's key changes every
+// time, and crypto/hmac cannot be rekeyed. The spec's vectors and the
+// comparisons with fernet-go check it.
 func fernetMAC(dst []byte, key *Key, b []byte) []byte {
-	mac := hmac.New(sha256.New, key[:16])
-	mac.Write(b)
-	return mac.Sum(dst)
+	m := macPool.Get().(*macState)
+	defer macPool.Put(m)
+	for i := range m.pad {
+		m.pad[i] = 0x36
+	}
+	for i, c := range key[:16] {
+		m.pad[i] ^= c
+	}
+	m.h.Reset()
+	m.h.Write(m.pad[:])
+	m.h.Write(b)
+	inner := m.h.Sum(m.sum[:0])
+	for i := range m.pad {
+		m.pad[i] ^= 0x36 ^ 0x5c
+	}
+	m.h.Reset()
+	m.h.Write(m.pad[:])
+	m.h.Write(inner)
+	clear(m.pad[:])
+	return m.h.Sum(dst)
 }
+
+// fernetVerify reports, in constant time, whether tag is the HMAC of b
+// under key's signing half.
+func fernetVerify(key *Key, b, tag []byte) bool {
+	m := macPool.Get().(*macState)
+	defer macPool.Put(m)
+	return hmac.Equal(fernetMAC(m.mac[:0], key, b), tag)
+}
+
+// macState is fernetMAC's scratch state.
+type macState struct {
+	h   hash.Hash
+	pad [64]byte // sha256.BlockSize
+	sum [sha256.Size]byte
+	mac [sha256.Size]byte
+}
+
+var macPool = sync.Pool{New: func() any { return &macState{h: sha256.New()} }}
 
 // FernetOpen verifies and decrypts a raw Fernet token. It returns the
 // plaintext and the token's timestamp, or an error matching ErrAuth (wrong
@@ -194,8 +235,7 @@ func fernetOpen(key *Key, tok []byte, at int) ([]byte, int64, error) {
 	// Encrypt-then-MAC: nothing is decrypted before the HMAC over version,
 	// timestamp, IV and ciphertext verifies (in constant time).
 	n := len(tok) - sha256.Size
-	var sum [sha256.Size]byte
-	if !hmac.Equal(fernetMAC(sum[:0], key, tok[:n]), tok[n:]) {
+	if !fernetVerify(key, tok[:n], tok[n:]) {
 		return nil, 0, fmt.Errorf("%w: fernet token does not verify", ErrAuth)
 	}
 	block, err := aes.NewCipher(key[16:])
