@@ -5,7 +5,6 @@
 package layer
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -279,15 +278,11 @@ func (a *appender) Write(p []byte) (int, error) {
 // with the buffer Opened.SealBuffer returns: it is then sealed in place,
 // without a copy. It must not overlap the PKESKSize bytes after len(dst).
 func Seal(dst []byte, pub *packet.PublicKey, key *Key, ts int64, msg []byte, rnd io.Reader) ([]byte, error) {
-	w := &appender{slices.Grow(dst, PKESKSize+fernetSize(len(msg)))}
-	cfg := &packet.Config{Rand: rnd}
-	if err := packet.SerializeEncryptedKeyWithHiddenOption(w, pub, packet.CipherAES256, key[:], true, cfg); err != nil {
-		return nil, fmt.Errorf("ghostcomm: wrapping layer key: %w", err)
+	b, err := sealPKESK(slices.Grow(dst, PKESKSize+fernetSize(len(msg))), pub, key, rnd)
+	if err != nil {
+		return nil, err
 	}
-	if len(w.b) != len(dst)+PKESKSize {
-		return nil, fmt.Errorf("ghostcomm: wrapping layer key: PKESK of %d bytes", len(w.b)-len(dst))
-	}
-	return FernetSealRand(w.b, key, ts, msg, rnd)
+	return FernetSealRand(b, key, ts, msg, rnd)
 }
 
 // Opened is an opened sealed box.
@@ -366,37 +361,16 @@ func open(dec []*packet.PrivateKey, box []byte, at int) (*Opened, error) {
 	if len(box) < PKESKSize+minTokenSize {
 		return nil, fmt.Errorf("%w: sealed box of %d bytes", ErrMalformed, len(box))
 	}
-	if [15]byte(box[:15]) != pkeskPrefix || box[pkeskWrapLenAt] != pkeskWrapLen {
-		return nil, fmt.Errorf("%w: not a hidden-recipient cv25519 PKESK", ErrMalformed)
+	if err := checkPKESK(box[:PKESKSize]); err != nil {
+		return nil, err
 	}
-	if !canonicalU(box[15:47]) {
-		return nil, fmt.Errorf("%w: non-canonical ephemeral point", ErrMalformed)
-	}
-	p, err := packet.Read(bytes.NewReader(box[:PKESKSize]))
+	key, err := unwrapPKESK(dec, box[:PKESKSize])
 	if err != nil {
-		return nil, fmt.Errorf("%w: key packet: %v", ErrMalformed, err)
-	}
-	ek, ok := p.(*packet.EncryptedKey)
-	if !ok || ek.Version != 3 {
-		return nil, fmt.Errorf("%w: expected a v3 PKESK packet", ErrMalformed)
+		return nil, err
 	}
 	tok := box[PKESKSize:]
-	unwrapped := false
-	for _, k := range dec {
-		if ek.Decrypt(k, nil) == nil {
-			unwrapped = true
-			break
-		}
-	}
-	if !unwrapped {
-		return nil, fmt.Errorf("%w: layer key does not unwrap with this key", ErrAuth)
-	}
-	defer clear(ek.Key) // o.Key is the only copy we hand out
-	if ek.CipherFunc != packet.CipherAES256 || len(ek.Key) != KeySize {
-		return nil, fmt.Errorf("%w: layer key is not AES-256", ErrMalformed)
-	}
-	o := &Opened{}
-	copy(o.Key[:], ek.Key)
+	o := &Opened{Key: key}
+	clear(key[:])
 	buf, ts, err := fernetOpen(&o.Key, tok, at)
 	if err != nil {
 		o.Key.Wipe()
