@@ -110,7 +110,7 @@ type NodeConfig struct {
 
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
-	// Rand is the source of keys and padding. Nil: crypto/rand.
+	// Rand is the source of keys, IVs and padding. Nil: crypto/rand.
 	Rand io.Reader
 	// Logger receives debug and warning records. Nil: silent.
 	Logger *slog.Logger
