@@ -118,7 +118,8 @@ func BenchmarkRelayHop(b *testing.B) {
 	nd := nodes[0]
 	next := cy.Nodes[1].pub.Enc
 	for _, size := range sizes {
-		pm, err := c.prepare(cy, make([]byte, size))
+		// Routes are random per message: this one starts at nd.
+		pm, err := c.prepareRoute(cy, []int{0, 1, 2}, make([]byte, size))
 		if err != nil {
 			b.Fatal(err)
 		}
