@@ -183,8 +183,11 @@ func fernetMAC(dst []byte, key *Key, b []byte) []byte {
 	m.h.Reset()
 	m.h.Write(m.pad[:])
 	m.h.Write(inner)
-	clear(m.pad[:])
-	return m.h.Sum(dst)
+	dst = m.h.Sum(dst)
+	clear(m.pad[:]) // nothing of the key stays in the pool
+	clear(m.sum[:])
+	m.h.Reset()
+	return dst
 }
 
 // fernetVerify reports, in constant time, whether tag is the HMAC of b
