@@ -16,6 +16,12 @@ import (
 	"github.com/fernet/fernet-go"
 )
 
+var b64 = base64.URLEncoding // fernet-go's token encoding
+
+// fernet is k as a fernet-go key: fernet-go is the reference the tests
+// compare with, not a dependency of the library.
+func (k *Key) fernet() *fernet.Key { return (*fernet.Key)(k) }
+
 // Raw tokens are standard Fernet tokens: fernet-go opens ours once they are
 // base64-encoded, and ours open its own.
 func TestFernetInterop(t *testing.T) {

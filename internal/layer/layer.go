@@ -11,7 +11,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"hash"
@@ -20,7 +19,6 @@ import (
 	"sync"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/fernet/fernet-go"
 
 	"github.com/ghostcomm/ghostcomm/internal/errs"
 )
@@ -65,13 +63,9 @@ const (
 	PurposeError = "ghostcomm v1 error"
 )
 
-var b64 = base64.URLEncoding // fernet-go's token encoding
-
 // Key is a 32-byte Fernet key. The first half signs (HMAC-SHA256), the
 // second half encrypts (AES-128-CBC), as the Fernet spec says.
 type Key [KeySize]byte
-
-func (k *Key) fernet() *fernet.Key { return (*fernet.Key)(k) }
 
 // Derive returns the key for one purpose of this layer: HKDF-SHA256 with the
 // layer key as secret, no salt, and the purpose as info.
