@@ -68,7 +68,7 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
-	// Rand is the source of keys, nonces and padding. Nil: crypto/rand.
+	// Rand is the source of keys, IVs, nonces and padding. Nil: crypto/rand.
 	Rand io.Reader
 	// Logger receives debug records. Nil: silent.
 	Logger *slog.Logger
