@@ -724,3 +724,37 @@ func TestNoMessageLostToSeversAndStalledDials(t *testing.T) {
 		t.Errorf("%d× %s", n, msg)
 	}
 }
+
+// A Primary whose onion fails to be reached for a moment (over Tor: a
+// broken circuit, or a descriptor naming its previous instance after a
+// restart) is dialled again; one whose descriptor is missing is not.
+func TestFetchRetriesUnreachablePrimary(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		hook      error
+		fails     int32
+		wantErr   error
+		wantDials int
+	}{
+		{ErrOnionUnreachable, 2, nil, 3},
+		{ErrOnionNotFound, 1, ErrOnionNotFound, 1},
+	} {
+		tn := newTestNet(t, PrimaryConfig{Nodes: 1}, ClientConfig{})
+		id := tn.primary.Onion().ServiceID
+		var n atomic.Int32
+		tn.net.SetDialHook(func(addr string) error {
+			if addr == tn.primary.Onion().Addr() && n.Add(1) <= c.fails {
+				return c.hook
+			}
+			return nil
+		})
+		before := tn.net.Stats(id).Dials
+		_, err := tn.client.Fetch(context.Background())
+		if !errors.Is(err, c.wantErr) || (c.wantErr == nil) != (err == nil) {
+			t.Fatalf("Fetch with %d dials failing with %v: %v, want %v", c.fails, c.hook, err, c.wantErr)
+		}
+		if d := tn.net.Stats(id).Dials - before; d != c.wantDials {
+			t.Fatalf("Fetch with dials failing with %v: %d dials, want %d", c.hook, d, c.wantDials)
+		}
+	}
+}
