@@ -118,7 +118,8 @@ func BenchmarkRelayHop(b *testing.B) {
 	nd := nodes[0]
 	next := cy.Nodes[1].pub.Enc
 	for _, size := range sizes {
-		pm, err := c.prepare(cy, make([]byte, size))
+		// Routes are random per message: this one starts at nd.
+		pm, err := c.prepareRoute(cy, []int{0, 1, 2}, make([]byte, size))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -140,7 +141,7 @@ func BenchmarkRelayHop(b *testing.B) {
 					b.Fatal(err)
 				}
 				k, _ := layer.NewKey(rand.Reader)
-				box, err := layer.Seal(make([]byte, 0, len(data)+2*LayerOverhead), next, &k, nd.ts, data, rand.Reader)
+				box, err := layer.Seal(in.SealBuffer(data), next, &k, nd.ts, data, rand.Reader)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,7 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
-	// Rand is the source of keys, nonces and padding. Nil: crypto/rand.
+	// Rand is the source of keys, IVs, nonces and padding. Nil: crypto/rand.
 	Rand io.Reader
 	// Logger receives debug records. Nil: silent.
 	Logger *slog.Logger
@@ -249,7 +250,7 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 	if _, err := io.ReadFull(c.cfg.Rand, req.nonce[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 	}
-	conn, err := c.dialer.DialContext(ctx, "tcp", c.invite.Primary.Addr())
+	conn, err := c.dialPrimary(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: reaching the primary: %w", err)
 	}
@@ -275,6 +276,31 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 		return nil, fmt.Errorf("%w: primary answered with %v", ErrMalformed, h.Type)
 	}
 	return c.openPayload(body, req.nonce)
+}
+
+// primaryRetries are the pauses before each new try of a dial to the
+// Primary that failed to reach its onion (not one whose descriptor is
+// missing): over Tor, such a failure is often a circuit's, or a descriptor
+// that names a Primary's previous instance, and passes within seconds.
+var primaryRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+
+// dialPrimary dials the Primary, trying again after primaryRetries while
+// the failure is worth it and ctx allows.
+func (c *Client) dialPrimary(ctx context.Context) (net.Conn, error) {
+	for i := 0; ; i++ {
+		conn, err := c.dialer.DialContext(ctx, "tcp", c.invite.Primary.Addr())
+		if err == nil || i == len(primaryRetries) || !retryDial(err) || ctx.Err() != nil {
+			return conn, err
+		}
+		c.cfg.Logger.Debug("primary unreachable; trying again", "err", err, "in", primaryRetries[i])
+		t := time.NewTimer(primaryRetries[i])
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (last failure: %w)", ctx.Err(), err)
+		}
+	}
 }
 
 // openPayload checks a sealed payload: it must open with the client's key,

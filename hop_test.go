@@ -67,6 +67,7 @@ func (hn *hopNet) exchange(t testing.TB, addr string, typ uint8, parts [][]byte)
 }
 
 func TestReplayRefused(t *testing.T) {
+	t.Parallel()
 	// A copy of a message, as a sender would resend it after a broken
 	// stream, gets the first copy's answer and is not processed again; the
 	// same layer with another data box is a replay; so is a copy that

@@ -187,6 +187,7 @@ func TestHeaderOnlyStreamsCostNothing(t *testing.T) {
 
 // Finding 2, the rate: a body that trickles is cut off.
 func TestTricklingBodyCutOff(t *testing.T) {
+	t.Parallel()
 	hn := newHopNet(t, PrimaryConfig{Nodes: 1, Node: NodeConfig{IOTimeout: 200 * time.Millisecond, MinReadRate: 1 << 20}}, ClientConfig{})
 	first := hn.cycle.Nodes[0].Onion.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -334,6 +335,7 @@ func TestMaxConns(t *testing.T) {
 
 // Finding 4: a pooled stream that died while idle loses no message.
 func TestDeadIdleStreamLosesNothing(t *testing.T) {
+	t.Parallel()
 	tn := newTestNet(t, PrimaryConfig{Nodes: 3}, ClientConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -356,6 +358,7 @@ func TestDeadIdleStreamLosesNothing(t *testing.T) {
 // Finding 5: a later caller with a fresh deadline is not held hostage by an
 // older stalled dial.
 func TestStalledDialDoesNotHoldLaterCallers(t *testing.T) {
+	t.Parallel()
 	tn := newTestNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{Route: inOrder})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -461,6 +464,7 @@ func TestLongRoutes(t *testing.T) {
 
 // Finding 8: errors say what happened to the caller.
 func TestErrorsSayWhatHappened(t *testing.T) {
+	t.Parallel()
 	t.Run("cancel", func(t *testing.T) {
 		slowKind(t)
 		tn := newTestNet(t, PrimaryConfig{Nodes: 2, Processing: slowAt(1, time.Second)}, ClientConfig{})
@@ -562,6 +566,7 @@ func TestErrorsSayWhatHappened(t *testing.T) {
 }
 
 func TestActionFor(t *testing.T) {
+	t.Parallel()
 	hop := func(err error) error { return &HopError{Hop: 2, Err: err} }
 	for _, c := range []struct {
 		err  error
@@ -717,5 +722,39 @@ func TestNoMessageLostToSeversAndStalledDials(t *testing.T) {
 		total, answered.Load(), int64(total)-answered.Load(), severs.Load(), stalls.Load(), s.Resends, s.Duplicates, s.Dials)
 	for msg, n := range failures {
 		t.Errorf("%d× %s", n, msg)
+	}
+}
+
+// A Primary whose onion fails to be reached for a moment (over Tor: a
+// broken circuit, or a descriptor naming its previous instance after a
+// restart) is dialled again; one whose descriptor is missing is not.
+func TestFetchRetriesUnreachablePrimary(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		hook      error
+		fails     int32
+		wantErr   error
+		wantDials int
+	}{
+		{ErrOnionUnreachable, 2, nil, 3},
+		{ErrOnionNotFound, 1, ErrOnionNotFound, 1},
+	} {
+		tn := newTestNet(t, PrimaryConfig{Nodes: 1}, ClientConfig{})
+		id := tn.primary.Onion().ServiceID
+		var n atomic.Int32
+		tn.net.SetDialHook(func(addr string) error {
+			if addr == tn.primary.Onion().Addr() && n.Add(1) <= c.fails {
+				return c.hook
+			}
+			return nil
+		})
+		before := tn.net.Stats(id).Dials
+		_, err := tn.client.Fetch(context.Background())
+		if !errors.Is(err, c.wantErr) || (c.wantErr == nil) != (err == nil) {
+			t.Fatalf("Fetch with %d dials failing with %v: %v, want %v", c.fails, c.hook, err, c.wantErr)
+		}
+		if d := tn.net.Stats(id).Dials - before; d != c.wantDials {
+			t.Fatalf("Fetch with dials failing with %v: %d dials, want %d", c.hook, d, c.wantDials)
+		}
 	}
 }

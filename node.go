@@ -110,7 +110,7 @@ type NodeConfig struct {
 
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
-	// Rand is the source of keys and padding. Nil: crypto/rand.
+	// Rand is the source of keys, IVs and padding. Nil: crypto/rand.
 	Rand io.Reader
 	// Logger receives debug and warning records. Nil: silent.
 	Logger *slog.Logger
@@ -454,11 +454,9 @@ func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 
-	var data []byte
 	in, err := layer.Open(n.keys.Dec, m.Data)
 	if err == nil {
 		in.Key.Wipe()
-		data = in.Msg
 		if in.TS != n.ts {
 			err = fmt.Errorf("%w: data made for another cycle", ErrStaleCycle)
 		}
@@ -491,13 +489,14 @@ func (n *Node) relay(ctx context.Context, r *transport.Request, m *wire.Msg, p *
 		}
 	}
 	n.stats.accepted.Add(1)
-	typ, parts, err := n.process(ctx, r, p, data, ev)
+	typ, parts, err := n.process(ctx, r, p, in, ev)
 	n.answers.finish(call, typ, parts, err)
 	return typ, parts, err
 }
 
 // process applies the processor and answers (last hop) or forwards.
-func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peeled, data []byte, ev *HopEvent) (wire.Type, [][]byte, error) {
+func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peeled, in *layer.Opened, ev *HopEvent) (wire.Type, [][]byte, error) {
+	data := in.Msg
 	ev.InSize = len(data)
 	out, err := n.proc.Process(data)
 	if err == nil && (len(out) > n.cfg.MaxFrameSize || p.Next < 0 && layer.AnswerSize(len(out)) > n.cfg.MaxFrameSize) {
@@ -533,7 +532,9 @@ func (n *Node) process(ctx context.Context, r *transport.Request, p *layer.Peele
 	if err != nil {
 		return n.report(p, wire.ReportProcessing, 0, err)
 	}
-	box, err := layer.Seal(make([]byte, 0, len(out)+2*LayerOverhead), next.pub.Enc, &k, n.ts, out, n.cfg.Rand)
+	// An output that is the input, or a prefix of it, is sealed where it
+	// lies, without a copy (the processor must not retain its input).
+	box, err := layer.Seal(in.SealBuffer(out), next.pub.Enc, &k, n.ts, out, n.cfg.Rand)
 	k.Wipe()
 	if err != nil {
 		return n.report(p, wire.ReportProcessing, 0, err)

@@ -101,7 +101,7 @@ type PrimaryConfig struct {
 
 	// Clock is the time source. Nil: SystemClock.
 	Clock Clock
-	// Rand is the source of keys, salts and cycle ids. Nil: crypto/rand.
+	// Rand is the source of keys, IVs, salts and cycle ids. Nil: crypto/rand.
 	Rand io.Reader
 	// Logger receives info and debug records. Nil: silent.
 	Logger *slog.Logger

@@ -5,6 +5,7 @@ package ghostcomm
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -93,8 +94,14 @@ func (c *NodeConfig) serverConfig(refused func(wire.Type, error)) transport.Serv
 func newPool(d Dialer, maxFrame int, ioTimeout, idle, dial time.Duration, log *slog.Logger) *transport.Pool {
 	return transport.NewPool(transport.PoolConfig{
 		Dial: d.DialContext, MaxFrame: maxFrame, IOTimeout: ioTimeout, IdleTimeout: idle,
-		DialTimeout: dial, Logger: log,
+		DialTimeout: dial, Logger: log, RetryDial: retryDial,
 	})
+}
+
+// retryDial: a dial that failed to reach an onion that exists (not one
+// whose descriptor is missing) gets a second try.
+func retryDial(err error) bool {
+	return errors.Is(err, ErrOnionUnreachable) && !errors.Is(err, ErrOnionNotFound)
 }
 
 // discardLogger is the logger of a zero Config: silent.

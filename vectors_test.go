@@ -25,8 +25,8 @@ import (
 //
 //	go test -run TestVectors -update
 //
-// Fernet draws its IVs from crypto/rand, so regenerated vectors differ byte
-// for byte; they must still pass.
+// Keys, ephemeral points and IVs come from crypto/rand, so regenerated
+// vectors differ byte for byte; they must still pass.
 var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"

@@ -95,7 +95,11 @@ func floorSeal(dst []byte, pub *x25519.Key, ts int64, msg []byte, rnd io.Reader)
 		return nil, err
 	}
 	ctAt := len(out)
-	out = append(out, msg...)
+	if len(msg) > 0 && cap(out) >= ctAt+len(msg) && &out[:ctAt+1][ctAt] == &msg[0] {
+		out = out[:ctAt+len(msg)] // msg is already where it is encrypted
+	} else {
+		out = append(out, msg...)
+	}
 	p := byte(aes.BlockSize - len(msg)%aes.BlockSize)
 	for range p {
 		out = append(out, p)
@@ -115,9 +119,23 @@ type floorOpened struct {
 	msg []byte
 	ts  int64
 	tag []byte
+	buf []byte // the buffer msg is in, with room to seal it where it lies
 }
 
-// floorOpen verifies and decrypts a floor box into a fresh plaintext slice.
+// floorSealAt is where a floor box's plaintext begins.
+const floorSealAt = floorEphSize + floorHdrSize + aes.BlockSize
+
+// sealBuffer is the floor of layer.Opened.SealBuffer: a dst for floorSeal
+// that seals out where it lies when out is o.msg or a prefix of it.
+func (o *floorOpened) sealBuffer(out []byte) []byte {
+	if len(out) > 0 && len(out) <= len(o.msg) && &out[0] == &o.msg[0] {
+		return o.buf[:0]
+	}
+	return make([]byte, 0, len(out)+floorOverhead+aes.BlockSize)
+}
+
+// floorOpen verifies and decrypts a floor box into a fresh plaintext slice,
+// at floorSealAt of a buffer with room for a box of it around it.
 func floorOpen(k *floorKey, box []byte) (*floorOpened, error) {
 	if len(box) < floorOverhead+aes.BlockSize || (len(box)-floorOverhead)%aes.BlockSize != 0 {
 		return nil, fmt.Errorf("floor: box of %d bytes", len(box))
@@ -144,7 +162,8 @@ func floorOpen(k *floorKey, box []byte) (*floorOpened, error) {
 		return nil, err
 	}
 	iv := box[floorEphSize+floorHdrSize : floorEphSize+floorHdrSize+aes.BlockSize]
-	msg := make([]byte, len(ct))
+	buf := make([]byte, floorSealAt+len(ct), floorSealAt+len(ct)+floorTagSize)
+	msg := buf[floorSealAt:]
 	cipher.NewCBCDecrypter(bc, iv).CryptBlocks(msg, ct)
 	p := int(msg[len(msg)-1])
 	if p == 0 || p > aes.BlockSize {
@@ -159,6 +178,7 @@ func floorOpen(k *floorKey, box []byte) (*floorOpened, error) {
 		msg: msg[:len(msg)-p],
 		ts:  int64(binary.BigEndian.Uint64(box[floorEphSize+1:])),
 		tag: tag,
+		buf: buf,
 	}, nil
 }
 
@@ -283,7 +303,7 @@ func (r *floorRoute) hop(i int, rs *replaySet, in message, rnd io.Reader) (hopRe
 	if p.next < 0 || p.next >= len(r.keys) {
 		return res, errors.New("floor: hop is not a relay")
 	}
-	box, err := floorSeal(make([]byte, 0, len(out)+2*floorOverhead), &r.keys[p.next].pub, r.ts, out, rnd)
+	box, err := floorSeal(d.sealBuffer(out), &r.keys[p.next].pub, r.ts, out, rnd)
 	if err != nil {
 		return res, err
 	}

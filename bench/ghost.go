@@ -215,7 +215,7 @@ func (r *route) hop(i int, rs *replaySet, in message, rnd io.Reader) (hopResult,
 	if err != nil {
 		return res, err
 	}
-	box, err := layer.Seal(make([]byte, 0, len(data)+2*layer.Overhead), r.pubs[p.Next].Enc, &k, r.ts, data, rnd)
+	box, err := layer.Seal(d.SealBuffer(data), r.pubs[p.Next].Enc, &k, r.ts, data, rnd)
 	if err != nil {
 		return res, err
 	}

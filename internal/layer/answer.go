@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // An answer is what a hop sends back to the client: the last hop's result
@@ -64,20 +65,33 @@ func PadAnswer(msg []byte) ([]byte, error) {
 	if len(msg) > MaxAnswer {
 		return nil, fmt.Errorf("ghostcomm: answer of %d bytes, at most %d", len(msg), MaxAnswer)
 	}
-	p := make([]byte, answerPrefix+answerBucket(len(msg)))
+	return padAnswer(nil, msg), nil
+}
+
+// padAnswer appends to dst msg with its length prefix and the zeros that
+// fill its bucket.
+func padAnswer(dst, msg []byte) []byte {
+	n := answerPrefix + answerBucket(len(msg))
+	dst = slices.Grow(dst, n)
+	p := dst[len(dst) : len(dst)+n]
 	binary.BigEndian.PutUint32(p, uint32(len(msg)))
 	copy(p[answerPrefix:], msg)
-	return p, nil
+	clear(p[answerPrefix+len(msg):])
+	return dst[:len(dst)+n]
 }
 
 // SealAnswer appends to dst a raw Fernet token under key, with timestamp ts,
-// of msg padded to its bucket. The token is AnswerSize(len(msg)) bytes.
+// of msg padded to its bucket. The token is AnswerSize(len(msg)) bytes. The
+// padded plaintext is written where the token's goes and sealed there: msg
+// is copied once.
 func SealAnswer(dst []byte, key *Key, ts int64, msg []byte) ([]byte, error) {
-	p, err := PadAnswer(msg)
-	if err != nil {
-		return nil, err
+	if len(msg) > MaxAnswer {
+		return nil, fmt.Errorf("ghostcomm: answer of %d bytes, at most %d", len(msg), MaxAnswer)
 	}
-	return FernetSeal(dst, key, ts, p)
+	start := len(dst)
+	dst = slices.Grow(dst, AnswerSize(len(msg)))
+	p := padAnswer(dst[:start+FernetHeader], msg)[start+FernetHeader:]
+	return FernetSeal(dst[:start], key, ts, p)
 }
 
 // UnpadAnswer returns the answer in the plaintext of an answer's token (a

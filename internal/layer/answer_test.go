@@ -138,3 +138,32 @@ func FuzzUnpadAnswer(f *testing.F) {
 		}
 	})
 }
+
+// SealAnswer appends: what dst holds stays, and the token after it opens
+// to the padded answer, also when dst has spare capacity holding garbage.
+func TestSealAnswerAppends(t *testing.T) {
+	var k Key
+	rand.Read(k[:])
+	for _, n := range []int{0, 1, 255, 256, 257, 5000} {
+		msg := make([]byte, n)
+		rand.Read(msg)
+		dst := make([]byte, 3, 3+AnswerSize(n)+7)
+		rand.Read(dst[:cap(dst)])
+		prefix := bytes.Clone(dst)
+		out, err := SealAnswer(dst, &k, 5, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out[:3], prefix) || len(out) != 3+AnswerSize(n) {
+			t.Fatalf("%d bytes: prefix or length changed", n)
+		}
+		p, _, err := FernetOpen(&k, out[3:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := PadAnswer(msg)
+		if !bytes.Equal(p, want) {
+			t.Fatalf("%d bytes: token does not open to the padded answer", n)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -506,5 +507,77 @@ func TestOnionWipe(t *testing.T) {
 	}
 	if peeled.Key != p.Keys[0] {
 		t.Fatal("peeled key differs from the built one")
+	}
+}
+
+// A data box resealed for the next hop from the buffer SealBuffer gives is
+// the same box, byte for byte with the same randomness, as one sealed from
+// a copy of the plaintext; when the plaintext is Open's (or a prefix of it)
+// it is sealed where it lies, and for any other plaintext SealBuffer gives
+// a buffer of its own.
+func TestSealBuffer(t *testing.T) {
+	kps := testKeys(t, 2)
+	for _, size := range []int{1, 15, 16, 17, 1000, 1 << 16} {
+		msg := make([]byte, size)
+		rand.Read(msg)
+		k, _ := NewKey(rand.Reader)
+		box, err := Seal(nil, kps[0].Enc, &k, 5, msg, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name    string
+			pick    func(o *Opened) []byte
+			inPlace bool
+		}{
+			{"same", func(o *Opened) []byte { return o.Msg }, true},
+			{"prefix", func(o *Opened) []byte { return o.Msg[:max(1, len(o.Msg)-5)] }, true},
+			{"suffix", func(o *Opened) []byte { return o.Msg[len(o.Msg)/2:] }, size == 1},
+			{"longer", func(o *Opened) []byte { return append(o.Msg, 1, 2, 3) }, false},
+			{"copy", func(o *Opened) []byte { return slices.Clone(o.Msg) }, false},
+		} {
+			o, err := Open(kps[0].Dec, box)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := c.pick(o)
+			want := slices.Clone(in)
+			var k2 Key
+			seed := [32]byte{byte(size)}
+			ref, err := Seal(nil, kps[1].Enc, &k2, 6, want, mrand.NewChaCha8(seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := o.SealBuffer(in)
+			got, err := Seal(dst, kps[1].Enc, &k2, 6, in, mrand.NewChaCha8(seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, ref) {
+				t.Fatalf("%d bytes, %s: resealed box differs from one sealed from a copy", size, c.name)
+			}
+			if inPlace := &got[PKESKSize+FernetHeader] == &in[0]; inPlace != c.inPlace {
+				t.Fatalf("%d bytes, %s: sealed in place %v, want %v", size, c.name, inPlace, c.inPlace)
+			}
+			if cap(got) != len(got) && !c.inPlace {
+				t.Fatalf("%d bytes, %s: buffer of %d bytes for a box of %d", size, c.name, cap(got), len(got))
+			}
+			o2, err := Open(kps[1].Dec, got)
+			if err != nil || !bytes.Equal(o2.Msg, want) {
+				t.Fatalf("%d bytes, %s: resealed box does not open: %v", size, c.name, err)
+			}
+		}
+	}
+	// A peeled layer's plaintext has no room around it.
+	o, err := Build(pubs(kps[:1]), nil, 1, 10, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Peel(kps[0].Dec, o.Layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst := p.SealBuffer(p.Msg); len(dst) != 0 || cap(dst) != PKESKSize+fernetSize(len(p.Msg)) {
+		t.Fatalf("SealBuffer of a peeled layer: len %d cap %d", len(dst), cap(dst))
 	}
 }

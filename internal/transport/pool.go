@@ -33,6 +33,9 @@ type PoolConfig struct {
 	// Attempts bounds how many times one request is sent when its stream
 	// dies before its answer.
 	Attempts int
+	// RetryDial, if set, says whether a failed dial is worth one more try,
+	// dialRetryPause later, within the same DialTimeout. Nil: never.
+	RetryDial func(error) bool
 	// Logger receives debug records. Nil: silent.
 	Logger *slog.Logger
 }
@@ -68,9 +71,10 @@ type Pool struct {
 
 // peer is what the pool knows of one address.
 type peer struct {
-	conn  *mux      // the stream in use, or nil
-	dial  *dialCall // the newest dial in progress, or nil
-	ready chan struct{}
+	conn    *mux      // the stream in use, or nil
+	dial    *dialCall // the newest dial in progress, or nil
+	dialing int       // dials in progress, hedged-over ones included
+	ready   chan struct{}
 }
 
 type dialCall struct {
@@ -222,6 +226,9 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
+		case <-p.ctx.Done():
+			t.Stop()
+			return nil, errs.ErrClosed
 		}
 		select {
 		case <-d.done:
@@ -234,11 +241,20 @@ func (p *Pool) get(ctx context.Context, addr string) (*mux, error) {
 				if m == nil || m.broken() {
 					return nil, d.err
 				}
+				continue
 			}
+			// It opened a stream: use it even if it has already broken
+			// (a peer that refuses the stream does so at once), so that
+			// the request fails with the stream's own error rather than
+			// dial again and again.
+			return d.conn, nil
 		default:
 		}
 	}
 }
+
+// dialRetryPause is the pause before a dial's second try (RetryDial).
+const dialRetryPause = 250 * time.Millisecond
 
 // minHedge is the least time a dial is given before a caller starts
 // another.
@@ -258,6 +274,7 @@ func (p *Pool) hedgeAfterLocked() time.Duration {
 func (p *Pool) startDialLocked(addr string, ps *peer) *dialCall {
 	d := &dialCall{start: time.Now(), done: make(chan struct{})}
 	ps.dial = d
+	ps.dialing++
 	p.dials.Add(1)
 	p.wg.Add(1)
 	go p.dial(addr, ps, d)
@@ -268,6 +285,18 @@ func (p *Pool) dial(addr string, ps *peer, d *dialCall) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
 	c, err := p.cfg.Dial(ctx, "tcp", addr)
+	if err != nil && p.cfg.RetryDial != nil && p.cfg.RetryDial(err) {
+		// Once more, after a pause, within the same DialTimeout: over Tor
+		// a dial can fail for a circuit that a second try does not use.
+		t := time.NewTimer(dialRetryPause)
+		select {
+		case <-t.C:
+			p.dials.Add(1)
+			c, err = p.cfg.Dial(ctx, "tcp", addr)
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	cancel()
 	took := time.Since(d.start)
 
@@ -275,6 +304,7 @@ func (p *Pool) dial(addr string, ps *peer, d *dialCall) {
 	if ps.dial == d {
 		ps.dial = nil
 	}
+	ps.dialing--
 	switch {
 	case err == nil && p.closed:
 		c.Close()
@@ -326,7 +356,10 @@ func (p *Pool) janitor() {
 				if m != nil {
 					m.checkLiveness(now)
 				}
-				if ps.conn == nil && ps.dial == nil {
+				// Forget the peer only once no dial is running: a
+				// hedged-over dial that completes later must find it, or
+				// its stream would be known to no one and never closed.
+				if ps.conn == nil && ps.dialing == 0 {
 					delete(p.peers, addr)
 				}
 			}
@@ -412,10 +445,16 @@ func (m *mux) readLoop() {
 		m.mu.Lock()
 		m.lastRecv = time.Now()
 		m.pingSent = time.Time{}
-		ch := m.pending[h.ID]
-		delete(m.pending, h.ID)
+		var ch chan muxResult
+		if h.Type != wire.Pong {
+			// A Pong answers no request, whatever its id: a request
+			// taken off pending by one would never be answered, nor
+			// woken when the stream dies.
+			ch = m.pending[h.ID]
+			delete(m.pending, h.ID)
+		}
 		m.mu.Unlock()
-		if ch != nil && h.Type != wire.Pong {
+		if ch != nil {
 			ch <- muxResult{h: h, body: body} // buffered: never blocks
 		}
 	}
@@ -473,7 +512,15 @@ func (m *mux) checkLiveness(now time.Time) {
 			select {
 			case m.wsem <- struct{}{}:
 			default:
-				return // a frame is being written: the stream is not silent
+				// A frame is being written: try again at the next check,
+				// rather than count a ping that was never sent as
+				// unanswered.
+				m.mu.Lock()
+				if m.pingSent.Equal(now) {
+					m.pingSent = time.Time{}
+				}
+				m.mu.Unlock()
+				return
 			}
 			m.c.SetWriteDeadline(time.Now().Add(io))
 			err := wire.WriteFrame(m.c, wire.Ping, 0)

@@ -2,7 +2,12 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 const sample = `goos: linux
@@ -42,15 +47,20 @@ func TestTargetsFromResults(t *testing.T) {
 	r := results{
 		"Peel/ghostcomm/1KiB": {"ns/op": {120}},
 		"Peel/floor/1KiB":     {"ns/op": {100}},
-		"Hop/ghostcomm/1KiB":  {"ns/op": {140}},
-		"Hop/floor/1KiB":      {"ns/op": {100}},
-		"Hop/sphinx":          {"ns/op": {300}},
+		"Hop/ghostcomm/1KiB":  {"ns/op": {140, 120, 130}, "allocs/op": {50, 50, 50}},
+		"Hop/floor/1KiB":      {"ns/op": {100}, "allocs/op": {25}},
+		"Hop/ghostcomm/1MiB":  {"ns/op": {110}, "allocs/op": {51}},
+		"Hop/floor/1MiB":      {"ns/op": {100}},
+		"Hop/sphinx":          {"ns/op": {330}},
 		"Peel/ghostcomm/1MiB": {"ns/op": {1e6}},
 	}
 	ts := targets(r, nil)
 	want := map[string]string{
 		"peel one layer, 1 KiB: ghostcomm ÷ floor":                         "**met**",
 		"whole hop, 1 KiB: ghostcomm ÷ floor":                              "**not met**",
+		"whole hop, 1 MiB: ghostcomm ÷ floor":                              "**met**",
+		"whole hop, 64 KiB: ghostcomm ÷ floor":                             "not measured",
+		"allocations per hop (whole hop, 1 KiB): ghostcomm ÷ floor":        "**met**",
 		"whole hop, 1 KiB: lightning-onion ProcessOnionPacket ÷ ghostcomm": "**met**",
 		"build 5 hops, 1 KiB: ghostcomm ÷ floor":                           "not measured",
 		"peel 1 MiB, throughput per core":                                  "**met**",
@@ -62,9 +72,74 @@ func TestTargetsFromResults(t *testing.T) {
 			if got := verdict(tg); got != v {
 				t.Errorf("%s: %s, want %s (%s)", tg.what, got, v, tg.measured)
 			}
+			if (v == "**not met**") != (tg.why != "") {
+				t.Errorf("%s: %s with reason %q", tg.what, v, tg.why)
+			}
 		}
 	}
 	if seen != len(want) {
 		t.Fatalf("found %d of %d targets", seen, len(want))
+	}
+}
+
+func TestAllocationTarget(t *testing.T) {
+	r := results{
+		"Hop/ghostcomm/1KiB": {"allocs/op": {79}},
+		"Hop/floor/1KiB":     {"allocs/op": {39}},
+	}
+	for _, tg := range targets(r, nil) {
+		if tg.what == "allocations per hop (whole hop, 1 KiB): ghostcomm ÷ floor" {
+			if verdict(tg) != "**not met**" {
+				t.Fatalf("79 allocations against 39: %s", verdict(tg))
+			}
+			return
+		}
+	}
+	t.Fatal("no allocation target")
+}
+
+func TestHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.tsv")
+	rows, err := readHistory(path)
+	if err != nil || rows != nil {
+		t.Fatalf("missing history: %v, %v", rows, err)
+	}
+	r := parse(sample)
+	r["Hop/ghostcomm/1KiB"] = map[string][]float64{"ns/op": {120}, "allocs/op": {50}}
+	r["Hop/floor/1KiB"] = map[string][]float64{"ns/op": {100}, "allocs/op": {25}}
+	m := machine{date: time.Date(2026, 12, 1, 1, 2, 0, 0, time.UTC), commit: "abc", loadBefore: "1.5 2 3", loadAfter: "2.5 1 1"}
+	row := historyRow(m, r)
+	want := map[string]string{"date": "2026-12-01 01:02", "whole hop 1 KiB ÷ floor": "1.20×", "allocs per hop, ghostcomm / floor": "50 / 25",
+		"load (1 min) before / after": "1.5 / 2.5", "whole hop 1 MiB ÷ floor": "—", "network p99 ÷ p50": "1.66×"}
+	for i, h := range historyHeader {
+		if w, ok := want[h]; ok && row[i] != w {
+			t.Errorf("%s: %q, want %q", h, row[i], w)
+		}
+	}
+	var all [][]string
+	for range historyShown + 2 {
+		all = append(all, row)
+	}
+	all[len(all)-1] = slices.Clone(row)
+	all[len(all)-1][1] = "newest"
+	if err := writeHistory(path, all); err != nil {
+		t.Fatal(err)
+	}
+	back, err := readHistory(path)
+	if err != nil || !slices.EqualFunc(back, all, slices.Equal) {
+		t.Fatalf("history read back differs: %v", err)
+	}
+	md := renderHistory(back)
+	if n := strings.Count(md, "\n"); n != historyShown+2 {
+		t.Fatalf("history table of %d lines, want header, rule and %d runs", n, historyShown)
+	}
+	if !strings.Contains(md, "| newest |") {
+		t.Fatal("newest run not shown")
+	}
+	if err := os.WriteFile(path, []byte("date\tx\n1\t2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readHistory(path); err == nil {
+		t.Fatal("a history line with the wrong number of fields was accepted")
 	}
 }
