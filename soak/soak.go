@@ -99,6 +99,10 @@ type Config struct {
 	// as inside it [3 s]: a stalled dial ends at its DialTimeout.
 	Settle time.Duration
 	Seed   uint64 // fault schedule seed [1]
+	// MinRotations and MinFaults make the senders go on past Messages
+	// until the run has seen that many rotations and faults (tests use them
+	// so that a fast machine cannot finish before the first fault).
+	MinRotations, MinFaults int
 	// Env is the network to run on. Nil: a new in-process fake Tor
 	// (tortest) with the faults Sever, Partition and Stall.
 	Env *Env
@@ -251,7 +255,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	begin := time.Now()
 	since := func() time.Duration { return time.Since(begin) }
-	res := &Result{Config: cfg, Records: make([]Record, cfg.Messages)}
+	res := &Result{Config: cfg, Records: make([]Record, 0, cfg.Messages)}
+	var recMu sync.Mutex // guards res.Records
+	var seenRotations, seenFaults atomic.Int64
 	var mu sync.Mutex // guards res.Faults and res.Rotations
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -272,6 +278,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				cur = id
 				mu.Lock()
 				res.Rotations = append(res.Rotations, since())
+				seenRotations.Add(1)
 				mu.Unlock()
 			}
 		}
@@ -316,6 +323,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				for _, id := range ids {
 					res.Faults = append(res.Faults, Fault{Kind: inj.Kind, Node: id, Start: start, End: end})
 				}
+				seenFaults.Add(1)
 				mu.Unlock()
 			}
 		})
@@ -334,10 +342,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		senders.Go(func() {
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(cfg.Messages) || ctx.Err() != nil {
+				enough := seenRotations.Load() >= int64(cfg.MinRotations) && seenFaults.Load() >= int64(cfg.MinFaults)
+				if i >= int64(cfg.Messages) && enough || ctx.Err() != nil {
 					return
 				}
-				res.Records[i] = send(ctx, c, i, cfg.Deadline, since)
+				r := send(ctx, c, i, cfg.Deadline, since)
+				recMu.Lock()
+				res.Records = append(res.Records, r)
+				recMu.Unlock()
 				done.Add(1)
 			}
 		})
@@ -346,7 +358,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Elapsed = since()
 	stop()
 	bg.Wait()
-	res.Records = res.Records[:min(int(done.Load()), len(res.Records))]
 	res.Stats = p.Stats()
 	if err := ctx.Err(); err != nil {
 		return res, err

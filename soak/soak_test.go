@@ -25,6 +25,7 @@ func TestShortSoak(t *testing.T) {
 		Messages: n, Senders: 16, Clients: 3,
 		Period: 10 * time.Second, Rotate: time.Second,
 		Faults: true, FaultGap: 150 * time.Millisecond, FaultHold: 400 * time.Millisecond, Seed: 7,
+		MinRotations: 2, MinFaults: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,11 +36,11 @@ func TestShortSoak(t *testing.T) {
 	for _, r := range s.ErrorRows {
 		t.Logf("  %s %s %s names faulted node: %v: %d", r.Window, r.Class, r.Sentinel, r.NamesFaulted, r.Count)
 	}
-	if s.Total != n || s.Verified+s.Unverified+s.Errors+s.Lost != n {
-		t.Fatalf("%d records for %d messages (%d+%d+%d+%d)", s.Total, n, s.Verified, s.Unverified, s.Errors, s.Lost)
+	if s.Total < n || s.Verified+s.Unverified+s.Errors+s.Lost != s.Total {
+		t.Fatalf("%d records for at least %d messages (%d+%d+%d+%d)", s.Total, n, s.Verified, s.Unverified, s.Errors, s.Lost)
 	}
-	if len(res.Faults) == 0 || len(res.Rotations) == 0 {
-		t.Errorf("the run saw %d faults and %d rotations; the schedule injected none", len(res.Faults), len(res.Rotations))
+	if len(res.Faults) < 3 || len(res.Rotations) < 2 {
+		t.Errorf("the run saw %d faults and %d rotations, want at least 3 and 2", len(res.Faults), len(res.Rotations))
 	}
 	if err := s.Check(); err != nil {
 		t.Error(err)

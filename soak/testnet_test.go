@@ -50,6 +50,7 @@ func TestShortSoakTestnet(t *testing.T) {
 		Messages: msgs, Senders: 4, Clients: 2, Period: time.Minute, Rotate: 10 * time.Second,
 		Faults: true, FaultGap: 4 * time.Second, FaultHold: 4 * time.Second,
 		Deadline: time.Minute, DialTimeout: 20 * time.Second, Settle: 30 * time.Second, Env: env,
+		MinFaults: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +58,8 @@ func TestShortSoakTestnet(t *testing.T) {
 	s := res.Summarize()
 	t.Logf("%d messages: %d verified, %d errors (%d unexplained), %d lost, %d unverified; faults %v; %d rotations; %v",
 		s.Total, s.Verified, s.Errors, s.Unexplained, s.Lost, s.Unverified, s.FaultCount, len(res.Rotations), res.Elapsed)
-	if s.Total != msgs || s.Verified+s.Unverified+s.Errors+s.Lost != msgs {
-		t.Errorf("%d records for %d messages", s.Total, msgs)
+	if s.Total < msgs || s.Verified+s.Unverified+s.Errors+s.Lost != s.Total {
+		t.Errorf("%d records for at least %d messages", s.Total, msgs)
 	}
 	if len(res.Faults) == 0 {
 		t.Errorf("no fault was injected")
