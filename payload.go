@@ -220,40 +220,13 @@ func parsePayload(b []byte) (*payload, error) {
 		return nil, fmt.Errorf("%w: payload without nodes", ErrMalformed)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
-		var ni NodeInfo
-		key := d.bytes(ed25519.PublicKeySize)
-		port := int(d.u16())
-		ni.PublicKey = d.bytes(int(d.u16()))
-		ni.Processor.Name = string(d.bytes(int(d.u8())))
-		q := int(d.u8())
-		if d.err != nil {
-			break
-		}
-		if q > maxParams {
-			return nil, fmt.Errorf("%w: %d processor parameters", ErrMalformed, q)
-		}
-		if q > 0 {
-			ni.Processor.Params = make(map[string]string, q)
-		}
-		prev := ""
-		for j := 0; j < q && d.err == nil; j++ {
-			k := string(d.bytes(int(d.u8())))
-			v := string(d.bytes(int(d.u16())))
-			if d.err == nil && (k == "" || (j > 0 && k <= prev)) {
-				return nil, fmt.Errorf("%w: processor parameters not in strict key order", ErrMalformed)
-			}
-			prev = k
-			ni.Processor.Params[k] = v
+		ni, err := parseNodeEntry(&d, i)
+		if err != nil {
+			return nil, err
 		}
 		if d.err != nil {
 			break
 		}
-		if port == 0 || ni.Processor.Name == "" {
-			return nil, fmt.Errorf("%w: node %d: zero port or empty processor", ErrMalformed, i)
-		}
-		// The key is checked to be a valid ed25519 point by
-		// openSignedPayload, once the signature verifies (0.35 ms each).
-		ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
 		c.Nodes = append(c.Nodes, ni)
 	}
 	if err := d.finish("payload"); err != nil {
@@ -263,6 +236,46 @@ func parsePayload(b []byte) (*payload, error) {
 		return nil, fmt.Errorf("%w: cycle ends before it starts", ErrMalformed)
 	}
 	return p, nil
+}
+
+// parseNodeEntry reads one node of a payload's list (or of a descriptor).
+// A short read leaves d.err set and returns no error.
+func parseNodeEntry(d *decoder, i int) (NodeInfo, error) {
+	var ni NodeInfo
+	key := d.bytes(ed25519.PublicKeySize)
+	port := int(d.u16())
+	ni.PublicKey = d.bytes(int(d.u16()))
+	ni.Processor.Name = string(d.bytes(int(d.u8())))
+	q := int(d.u8())
+	if d.err != nil {
+		return ni, nil
+	}
+	if q > maxParams {
+		return ni, fmt.Errorf("%w: %d processor parameters", ErrMalformed, q)
+	}
+	if q > 0 {
+		ni.Processor.Params = make(map[string]string, q)
+	}
+	prev := ""
+	for j := 0; j < q && d.err == nil; j++ {
+		k := string(d.bytes(int(d.u8())))
+		v := string(d.bytes(int(d.u16())))
+		if d.err == nil && (k == "" || (j > 0 && k <= prev)) {
+			return ni, fmt.Errorf("%w: processor parameters not in strict key order", ErrMalformed)
+		}
+		prev = k
+		ni.Processor.Params[k] = v
+	}
+	if d.err != nil {
+		return ni, nil
+	}
+	if port == 0 || ni.Processor.Name == "" {
+		return ni, fmt.Errorf("%w: node %d: zero port or empty processor", ErrMalformed, i)
+	}
+	// The key is checked to be a valid ed25519 point by
+	// openSignedPayload, once the signature verifies (0.35 ms each).
+	ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
+	return ni, nil
 }
 
 // signPayload returns the signed payload: 2-byte signature length, the
