@@ -238,7 +238,9 @@ func (rn *RemoteNode) join(after [16]byte) ([16]byte, error) {
 		rn.cfg.Logger.Warn("telling the Primary the node is ready failed", "err", err)
 	}
 	cancel()
-	rn.wg.Go(func() { n.warm(rn.ctx) })
+	if len(peers) <= WarmNodes { // as a Primary does its local nodes
+		rn.wg.Go(func() { n.warm(rn.ctx) })
+	}
 	rn.cfg.Logger.Info("joined a lock-cycle", "cycle", fmt.Sprintf("%x", c.ID), "onion", n.Onion().Addr(), "peers", len(peers))
 	return c.ID, nil
 }
