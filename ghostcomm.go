@@ -44,7 +44,8 @@
 // typed error. Hops refuse replays within a cycle and messages made for
 // another cycle. The design does not hide the data from the hops (they
 // process it), hides the route length only partly, and trusts the Primary,
-// which owns every node. docs/PROTOCOL.md has the byte layouts and the full
+// which owns its local nodes (a [RemoteSource]'s nodes keep their keys with
+// their operators). docs/PROTOCOL.md has the byte layouts and the full
 // threat model.
 package ghostcomm
 

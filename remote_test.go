@@ -643,3 +643,26 @@ func TestRemote255(t *testing.T) {
 		t.Fatalf("Fetch: %v", err)
 	}
 }
+
+// A Primary without a RemoteSource refuses a remote node's hello with
+// reject 9 (ErrRejected): it takes no remote nodes.
+func TestRemoteNodeWithoutRemoteSource(t *testing.T) {
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 1}, ghostcomm.ClientConfig{})
+	n, err := ghostcomm.NewRemoteNode(tn.ctrl, tn.net.Dialer(), ghostcomm.RemoteNodeConfig{
+		Identity: newIdentity(t), Invite: tn.primary.Invite(nil), Retry: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.LastError() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := n.LastError(); !errors.Is(err, ghostcomm.ErrRejected) {
+		t.Fatalf("hello to a Primary without a RemoteSource: %v, want ErrRejected", err)
+	}
+	if len(tn.primary.Cycle().Nodes) != 1 {
+		t.Fatal("the cycle changed")
+	}
+}
