@@ -315,7 +315,7 @@ type RemoteSource struct {
 	refused atomic.Uint64
 
 	mu       sync.Mutex
-	enrolled map[[32]byte]bool
+	enrolled map[[32]byte]string // identity -> operator label
 	open     *gathering
 	opened   chan struct{} // closed, then replaced, when a cycle opens
 	past     []*gathering  // the last pastCycles closed gatherings
@@ -356,7 +356,7 @@ func NewRemoteSource(cfg RemoteSourceConfig) (*RemoteSource, error) {
 		return nil, fmt.Errorf("ghostcomm: RemoteSourceConfig.MaxNodes must be 1..%d", layer.MaxNodes)
 	}
 	cfg.Logger = loggerOr(cfg.Logger)
-	return &RemoteSource{cfg: cfg, enrolled: map[[32]byte]bool{}, opened: make(chan struct{})}, nil
+	return &RemoteSource{cfg: cfg, enrolled: map[[32]byte]string{}, opened: make(chan struct{})}, nil
 }
 
 func idKey(pub ed25519.PublicKey) (k [32]byte, ok bool) {
@@ -367,14 +367,22 @@ func idKey(pub ed25519.PublicKey) (k [32]byte, ok bool) {
 	return k, true
 }
 
-// Enroll adds a node identity to the allow-list.
-func (s *RemoteSource) Enroll(id ed25519.PublicKey) error {
+// Enroll adds a node identity to the allow-list, with the label of its
+// operator (at most 64 bytes; empty: none), or changes its label. The
+// label goes into the payload with the node's descriptor, whatever label
+// the descriptor carries: an operator cannot pass its nodes off as
+// another's. Give every node of one operator the same label, so that the
+// default route takes at most one of them.
+func (s *RemoteSource) Enroll(id ed25519.PublicKey, operator string) error {
 	k, ok := idKey(id)
 	if !ok {
 		return fmt.Errorf("%w: identity key of %d bytes", ErrMalformed, len(id))
 	}
+	if len(operator) > maxOperatorSize {
+		return fmt.Errorf("%w: operator label of %d bytes", ErrMalformed, len(operator))
+	}
 	s.mu.Lock()
-	s.enrolled[k] = true
+	s.enrolled[k] = operator
 	s.mu.Unlock()
 	return nil
 }
@@ -401,7 +409,8 @@ func (s *RemoteSource) Enrolled(id ed25519.PublicKey) bool {
 	k, _ := idKey(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.enrolled[k]
+	_, ok := s.enrolled[k]
+	return ok
 }
 
 // Refused counts hellos and descriptors refused.
@@ -415,7 +424,7 @@ func (s *RemoteSource) checkFullLocked(g *gathering) {
 	}
 	n := 0
 	for _, id := range g.ids {
-		if s.enrolled[id] {
+		if _, ok := s.enrolled[id]; ok {
 			n++
 		}
 	}
@@ -464,7 +473,8 @@ func (s *RemoteSource) CycleNodes(ctx context.Context, c *Cycle) (CycleNodes, er
 	rn := &remoteNodes{g: g, s: s}
 	g.included, g.ready, g.allReady = map[[32]byte]bool{}, map[[32]byte]bool{}, make(chan struct{})
 	for i, id := range g.ids {
-		if s.enrolled[id] {
+		if op, ok := s.enrolled[id]; ok {
+			g.infos[i].Operator = op // the label it is enrolled with now
 			rn.infos = append(rn.infos, g.infos[i])
 			g.included[id] = true
 		}
@@ -631,6 +641,8 @@ func (s *RemoteSource) admit(b []byte, primary Fingerprint) (*gathering, [32]byt
 	if !s.Enrolled(d.identity) {
 		return nil, [32]byte{}, ErrNotEnrolled
 	}
+	// The label is the Primary's to give (Enroll), not the node's.
+	d.node.Operator = ""
 	if err := verifyDescriptor(d, body, sig); err != nil {
 		return nil, [32]byte{}, err
 	}

@@ -87,7 +87,7 @@ func (rn *remoteNet) addNode(t testing.TB, enroll bool) *ghostcomm.RemoteNode {
 	t.Helper()
 	id := newIdentity(t)
 	if enroll {
-		if err := rn.src.Enroll(id.Public().(ed25519.PublicKey)); err != nil {
+		if err := rn.src.Enroll(id.Public().(ed25519.PublicKey), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -287,7 +287,7 @@ func TestRemoteHostileDescriptors(t *testing.T) {
 	h := newHostileSource(t)
 	good, stranger, revoked, spare := newIdentity(t), newIdentity(t), newIdentity(t), newIdentity(t)
 	for _, id := range []ed25519.PrivateKey{good, revoked, spare} {
-		h.src.Enroll(id.Public().(ed25519.PublicKey))
+		h.src.Enroll(id.Public().(ed25519.PublicKey), "")
 	}
 	c1, end1 := h.gather(1)
 
@@ -355,7 +355,7 @@ func TestRemoteHostileDescriptors(t *testing.T) {
 	// Cycle 2: the old descriptor replayed; a descriptor for cycle 1 from
 	// an identity that never sent one is late.
 	late := newIdentity(t)
-	h.src.Enroll(late.Public().(ed25519.PublicKey))
+	h.src.Enroll(late.Public().(ed25519.PublicKey), "")
 	c2, end2 := h.gather(2)
 	defer end2()
 	if err := h.src.Admit(old, h.primary); !errors.Is(err, ghostcomm.ErrDescriptorReplay) {
@@ -493,7 +493,7 @@ func TestRemotePrimaryNeverSeesPrivateKeys(t *testing.T) {
 	var ids []ed25519.PrivateKey
 	for range 2 {
 		k := newIdentity(t)
-		src.Enroll(k.Public().(ed25519.PublicKey))
+		src.Enroll(k.Public().(ed25519.PublicKey), "")
 		rnode, err := ghostcomm.NewRemoteNode(n.Controller(), n.Dialer(), ghostcomm.RemoteNodeConfig{Identity: k, Invite: inv, Retry: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -664,5 +664,83 @@ func TestRemoteNodeWithoutRemoteSource(t *testing.T) {
 	}
 	if len(tn.primary.Cycle().Nodes) != 1 {
 		t.Fatal("the cycle changed")
+	}
+}
+
+// Operator labels: the payload carries the label each identity was
+// enrolled with (not one a descriptor claims), and the default route takes
+// one node per operator, in a random order.
+func TestRemoteOperatorLabels(t *testing.T) {
+	rn := newRemoteNet(t, 0, ghostcomm.PrimaryConfig{Nodes: 1}, ghostcomm.RemoteSourceConfig{Wait: 10 * time.Second})
+	labels := []string{"alice", "alice", "bob"}
+	for _, l := range labels {
+		n := rn.addNode(t, false)
+		if err := rn.src.Enroll(n.Identity(), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rn.primary.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cy, err := rn.client.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range cy.Nodes {
+		got = append(got, n.Operator)
+	}
+	slices.Sort(got)
+	if want := []string{"", "alice", "alice", "bob"}; !slices.Equal(got, want) {
+		t.Fatalf("operator labels in the payload %q, want %q", got, want)
+	}
+	firstAlice := map[string]int{}
+	for range 20 {
+		res, err := rn.client.Send(ctx, []byte("one hop per operator"))
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if len(res.Route) != 3 || !res.Verified {
+			t.Fatalf("route of %d hops (verified %v), want 3: the local node, one of alice's, bob's", len(res.Route), res.Verified)
+		}
+		ops := map[string]int{}
+		for _, n := range res.Route {
+			ops[n.Operator]++
+			if n.Operator == "alice" {
+				firstAlice[n.Onion.Addr()]++
+			}
+		}
+		if ops["alice"] != 1 || ops["bob"] != 1 || ops[""] != 1 {
+			t.Fatalf("route operators %v", ops)
+		}
+	}
+	if len(firstAlice) != 2 {
+		t.Fatalf("20 routes took always the same one of alice's two nodes: %v", firstAlice)
+	}
+}
+
+// A label claimed in a descriptor is replaced by the enrolled one.
+func TestRemoteOperatorLabelFromEnrolment(t *testing.T) {
+	h := newHostileSource(t)
+	id := newIdentity(t)
+	h.src.Enroll(id.Public().(ed25519.PublicKey), "honest-label")
+	c, end := h.gather(7)
+	ni := h.newNode()
+	ni.Operator = "someone-else"
+	b, err := ghostcomm.SignDescriptor(id, h.primary, &c, ni)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.src.Admit(b, h.primary); err != nil {
+		t.Fatal(err)
+	}
+	got := end()
+	if len(got) != 1 || got[0].Operator != "honest-label" {
+		t.Fatalf("gathered %+v, want one node labelled honest-label", got)
+	}
+	if err := h.src.Enroll(id.Public().(ed25519.PublicKey), string(make([]byte, 65))); !errors.Is(err, ghostcomm.ErrMalformed) {
+		t.Fatalf("a 65-byte label: %v, want ErrMalformed", err)
 	}
 }
