@@ -282,9 +282,10 @@ func parsePeers(b []byte) ([16]byte, []NodeInfo, error) {
 // RemoteSourceConfig configures a RemoteSource.
 type RemoteSourceConfig struct {
 	// Wait is how long a new cycle waits for descriptors once it opens,
-	// in real time; it ends early when every enrolled node has sent one.
-	// It must be shorter than the Primary's PublishAhead, which bounds
-	// the whole rotation. Zero: DefaultRemoteWait.
+	// in real time; it ends early when every enrolled node has sent one,
+	// and at the latest halfway to the deadline of the rotation's context
+	// (a Primary's automatic rotations have PublishAhead), so that the
+	// rest of the rotation has time. Zero: DefaultRemoteWait.
 	Wait time.Duration
 	// MaxNodes bounds the remote nodes of one cycle (1..255); descriptors
 	// beyond are refused with ErrBusy. Zero: 255.
@@ -438,9 +439,13 @@ func (s *RemoteSource) checkFullLocked(g *gathering) {
 // every enrolled node has sent one, or ctx ends), and returns the nodes of
 // enrolled identities, in the order their descriptors came.
 func (s *RemoteSource) CycleNodes(ctx context.Context, c *Cycle) (CycleNodes, error) {
+	wait := s.cfg.Wait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
 	g := &gathering{
 		cycle:    Cycle{ID: c.ID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Grace: c.Grace},
-		deadline: time.Now().Add(s.cfg.Wait),
+		deadline: time.Now().Add(wait),
 		got:      map[[32]byte]int{}, onions: map[string]bool{},
 		full: make(chan struct{}), formed: make(chan struct{}),
 	}
@@ -454,7 +459,7 @@ func (s *RemoteSource) CycleNodes(ctx context.Context, c *Cycle) (CycleNodes, er
 	}
 	s.mu.Unlock()
 
-	t := time.NewTimer(s.cfg.Wait)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	var err error
 	select {
@@ -624,7 +629,7 @@ func (s *RemoteSource) hello(ctx context.Context, r *transport.Request) ([]byte,
 	}
 }
 
-// Admit checks a signed descriptor against the source's allow-list and
+// admit checks a signed descriptor against the source's allow-list and
 // the cycle it is gathering, for a Primary whose key has fingerprint
 // primary, and records it. Errors: ErrMalformed or ErrUnsupportedVersion
 // (structure), ErrNotEnrolled, ErrBadSignature, ErrWrongCycle (no open

@@ -744,3 +744,24 @@ func TestRemoteOperatorLabelFromEnrolment(t *testing.T) {
 		t.Fatalf("a 65-byte label: %v, want ErrMalformed", err)
 	}
 }
+
+// An enrolled node that never comes does not hold automatic rotations
+// past their deadline: the gathering ends halfway to it, and the cycle
+// forms with the nodes that came.
+func TestRemoteAbsentNodeDoesNotStallRotation(t *testing.T) {
+	rn := newRemoteNet(t, 1, ghostcomm.PrimaryConfig{Period: 4 * time.Second, Grace: time.Second}, ghostcomm.RemoteSourceConfig{Wait: time.Minute})
+	if err := rn.src.Enroll(newIdentity(t).Public().(ed25519.PublicKey), ""); err != nil { // never runs
+		t.Fatal(err)
+	}
+	first := rn.primary.Cycle().ID
+	deadline := time.Now().Add(20 * time.Second)
+	for rn.primary.Cycle().ID == first && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rn.primary.Cycle().ID == first {
+		t.Fatalf("no automatic rotation in 20 s (failed rotations: %d)", rn.primary.Stats().CyclesFailed)
+	}
+	if n := len(rn.primary.Cycle().Nodes); n != 1 {
+		t.Fatalf("%d nodes, want the one that came", n)
+	}
+}
