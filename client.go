@@ -37,7 +37,9 @@ type ClientConfig struct {
 	// Route picks the hops of a message: indexes into cycle.Nodes, first
 	// hop first, each index at most once. Nil: every node of the cycle, in
 	// a fresh uniformly random order per message drawn from Rand, so that
-	// a hop cannot tell its position from its place in the payload.
+	// a hop cannot tell its position from its place in the payload; of
+	// nodes that share a non-empty NodeInfo.Operator, only the first in
+	// that order is kept, so that no operator serves two hops.
 	Route func(cycle *Cycle) []int
 	// PadHops hides route length: the innermost layer is padded by a
 	// random amount up to what PadHops-n more hops would add. Zero:
@@ -534,6 +536,7 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 		}
 		r = mrand.New(mrand.NewChaCha8(seed)).Perm(len(cy.Nodes))
 		clear(seed[:])
+		r = onePerOperator(r, cy.Nodes)
 	}
 	if len(r) == 0 {
 		return nil, errors.New("ghostcomm: empty route")
@@ -546,6 +549,26 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 		seen[i] = true
 	}
 	return r, nil
+}
+
+// onePerOperator keeps, of a random order r, the first node of each
+// non-empty operator label and every node without one, in r's order: a
+// uniformly random node of each operator, so that no operator sees two hops
+// of a message. A cycle without shared labels keeps every node.
+func onePerOperator(r []int, nodes []NodeInfo) []int {
+	seen := make(map[string]bool, len(r))
+	out := r[:0]
+	for _, i := range r {
+		op := nodes[i].Operator
+		if op != "" {
+			if seen[op] {
+				continue
+			}
+			seen[op] = true
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {

@@ -32,6 +32,18 @@ func rejectErr(c wire.RejectCode) error {
 		return ErrClosed
 	case wire.RejectBudget:
 		return ErrBudget
+	case wire.RejectNotEnrolled:
+		return ErrNotEnrolled
+	case wire.RejectWrongCycle:
+		return ErrWrongCycle
+	case wire.RejectLate:
+		return ErrLate
+	case wire.RejectNotFormed:
+		return ErrTooFewNodes
+	case wire.RejectSignature:
+		return ErrBadSignature
+	case wire.RejectDescReplay:
+		return ErrDescriptorReplay
 	}
 	return ErrRejected
 }
@@ -41,6 +53,18 @@ func rejectFor(err error) wire.RejectCode {
 	switch {
 	case errors.Is(err, ErrReplay):
 		return wire.RejectReplay
+	case errors.Is(err, ErrDescriptorReplay):
+		return wire.RejectDescReplay
+	case errors.Is(err, ErrNotEnrolled):
+		return wire.RejectNotEnrolled
+	case errors.Is(err, ErrWrongCycle):
+		return wire.RejectWrongCycle
+	case errors.Is(err, ErrLate):
+		return wire.RejectLate
+	case errors.Is(err, ErrTooFewNodes):
+		return wire.RejectNotFormed
+	case errors.Is(err, ErrBadSignature):
+		return wire.RejectSignature
 	case errors.Is(err, ErrStaleCycle):
 		return wire.RejectStale
 	case errors.Is(err, ErrBusy):

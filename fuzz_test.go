@@ -31,7 +31,7 @@ func FuzzParsePayloadRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add((&payloadRequest{client: kp.Raw}).marshal())
-	f.Add([]byte{payloadVersion})
+	f.Add([]byte{payloadRequestVersion})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parsePayloadRequest(b)
 		if err != nil {
@@ -70,6 +70,7 @@ func seedPayload(tb testing.TB, n int) *payload {
 		}
 		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{
 			Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80 + i}, PublicKey: kp.Raw, Processor: spec,
+			Operator: []string{"", "operator-a"}[i%2],
 		})
 	}
 	return p

@@ -44,7 +44,8 @@
 // typed error. Hops refuse replays within a cycle and messages made for
 // another cycle. The design does not hide the data from the hops (they
 // process it), hides the route length only partly, and trusts the Primary,
-// which owns every node. docs/PROTOCOL.md has the byte layouts and the full
+// which owns its local nodes (a [RemoteSource]'s nodes keep their keys with
+// their operators). docs/PROTOCOL.md has the byte layouts and the full
 // threat model.
 package ghostcomm
 
@@ -247,6 +248,26 @@ var (
 
 	// ErrBadInvite: an invite string does not parse.
 	ErrBadInvite = errors.New("ghostcomm: bad invite")
+
+	// ErrNotEnrolled: a remote node's identity is not (or no longer) on
+	// the Primary's allow-list (RemoteSource.Enroll, Revoke).
+	ErrNotEnrolled = errors.New("ghostcomm: node identity not enrolled")
+
+	// ErrWrongCycle: a node descriptor is bound to a cycle that is not the
+	// one the Primary is gathering, or to another Primary.
+	ErrWrongCycle = errors.New("ghostcomm: descriptor for another lock-cycle")
+
+	// ErrDescriptorReplay: a node descriptor was already submitted: the
+	// same identity twice in one cycle, or a descriptor of a past cycle.
+	ErrDescriptorReplay = errors.New("ghostcomm: replayed node descriptor")
+
+	// ErrLate: a node descriptor arrived after its cycle's deadline.
+	ErrLate = errors.New("ghostcomm: node descriptor after the deadline")
+
+	// ErrTooFewNodes: a new lock-cycle gathered fewer nodes than
+	// PrimaryConfig.MinNodes; the current cycle stays handed out and the
+	// rotation is tried again.
+	ErrTooFewNodes = errors.New("ghostcomm: too few nodes for a lock-cycle")
 )
 
 // LayerOverhead is the number of bytes each hop adds to a message's onion:

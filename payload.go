@@ -20,8 +20,14 @@ import (
 // payload"). All integers are big endian.
 
 const (
-	payloadVersion = 1
-	nonceSize      = 32
+	// payloadRequestVersion is the version of a payload request;
+	// payloadVersion that of the signed payload (2: nodes carry an
+	// operator label).
+	payloadRequestVersion = 1
+	payloadVersion        = 2
+	nonceSize             = 32
+	// maxOperatorSize bounds a node's operator label.
+	maxOperatorSize = 64
 
 	// maxSignatureSize bounds the Primary's detached signature (an EdDSA
 	// signature packet is ~120 bytes).
@@ -38,6 +44,12 @@ type NodeInfo struct {
 	PublicKey []byte
 	// Processor is what the node does to the data.
 	Processor ProcessorSpec
+	// Operator names who runs the node, at most 64 bytes: for a remote
+	// node, the label its identity was enrolled with
+	// (RemoteSource.Enroll); empty for a Primary's local nodes and for
+	// remote nodes enrolled without one. The default route takes at most
+	// one node per non-empty label.
+	Operator string
 
 	pub *layer.PublicKey
 }
@@ -83,7 +95,7 @@ type payloadRequest struct {
 
 func (r *payloadRequest) marshal() []byte {
 	b := make([]byte, 0, 35+len(r.client))
-	b = append(b, payloadVersion)
+	b = append(b, payloadRequestVersion)
 	b = append(b, r.nonce[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.client)))
 	return append(b, r.client...)
@@ -91,7 +103,7 @@ func (r *payloadRequest) marshal() []byte {
 
 func parsePayloadRequest(b []byte) (*payloadRequest, error) {
 	d := decoder{b: b}
-	if v := d.u8(); d.err == nil && v != payloadVersion {
+	if v := d.u8(); d.err == nil && v != payloadRequestVersion {
 		return nil, fmt.Errorf("%w: payload request version %d", ErrUnsupportedVersion, v)
 	}
 	r := &payloadRequest{}
@@ -106,7 +118,7 @@ func parsePayloadRequest(b []byte) (*payloadRequest, error) {
 // payload is the signed content of a lock-cycle payload.
 //
 //	offset size
-//	0      1    version (1)
+//	0      1    version (2)
 //	1      16   cycle id
 //	17     8    not before, unix seconds
 //	25     8    not after, unix seconds
@@ -125,6 +137,8 @@ func parsePayloadRequest(b []byte) (*payloadRequest, error) {
 //	       m    processor name
 //	       1    q = number of parameters, then q times, in key order:
 //	            1 length, key; 2 length, value
+//	       1    o = length of the operator label, 0..64
+//	       o    operator label
 type payload struct {
 	cycle   Cycle
 	nonce   [nonceSize]byte
@@ -195,6 +209,11 @@ func marshalNodes(nodes []NodeInfo) ([]byte, error) {
 			b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
 			b = append(b, v...)
 		}
+		if len(n.Operator) > maxOperatorSize {
+			return nil, fmt.Errorf("ghostcomm: node %d: operator label of %d bytes", i, len(n.Operator))
+		}
+		b = append(b, byte(len(n.Operator)))
+		b = append(b, n.Operator...)
 	}
 	return b, nil
 }
@@ -220,40 +239,13 @@ func parsePayload(b []byte) (*payload, error) {
 		return nil, fmt.Errorf("%w: payload without nodes", ErrMalformed)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
-		var ni NodeInfo
-		key := d.bytes(ed25519.PublicKeySize)
-		port := int(d.u16())
-		ni.PublicKey = d.bytes(int(d.u16()))
-		ni.Processor.Name = string(d.bytes(int(d.u8())))
-		q := int(d.u8())
-		if d.err != nil {
-			break
-		}
-		if q > maxParams {
-			return nil, fmt.Errorf("%w: %d processor parameters", ErrMalformed, q)
-		}
-		if q > 0 {
-			ni.Processor.Params = make(map[string]string, q)
-		}
-		prev := ""
-		for j := 0; j < q && d.err == nil; j++ {
-			k := string(d.bytes(int(d.u8())))
-			v := string(d.bytes(int(d.u16())))
-			if d.err == nil && (k == "" || (j > 0 && k <= prev)) {
-				return nil, fmt.Errorf("%w: processor parameters not in strict key order", ErrMalformed)
-			}
-			prev = k
-			ni.Processor.Params[k] = v
+		ni, err := parseNodeEntry(&d, i)
+		if err != nil {
+			return nil, err
 		}
 		if d.err != nil {
 			break
 		}
-		if port == 0 || ni.Processor.Name == "" {
-			return nil, fmt.Errorf("%w: node %d: zero port or empty processor", ErrMalformed, i)
-		}
-		// The key is checked to be a valid ed25519 point by
-		// openSignedPayload, once the signature verifies (0.35 ms each).
-		ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
 		c.Nodes = append(c.Nodes, ni)
 	}
 	if err := d.finish("payload"); err != nil {
@@ -263,6 +255,57 @@ func parsePayload(b []byte) (*payload, error) {
 		return nil, fmt.Errorf("%w: cycle ends before it starts", ErrMalformed)
 	}
 	return p, nil
+}
+
+// parseNodeEntry reads one node of a payload's list (or of a descriptor).
+// A short read leaves d.err set and returns no error.
+func parseNodeEntry(d *decoder, i int) (NodeInfo, error) {
+	var ni NodeInfo
+	key := d.bytes(ed25519.PublicKeySize)
+	port := int(d.u16())
+	ni.PublicKey = d.bytes(int(d.u16()))
+	ni.Processor.Name = string(d.bytes(int(d.u8())))
+	q := int(d.u8())
+	if d.err != nil {
+		return ni, nil
+	}
+	if q > maxParams {
+		return ni, fmt.Errorf("%w: %d processor parameters", ErrMalformed, q)
+	}
+	if q > 0 {
+		ni.Processor.Params = make(map[string]string, q)
+	}
+	prev := ""
+	for j := 0; j < q && d.err == nil; j++ {
+		k := string(d.bytes(int(d.u8())))
+		v := string(d.bytes(int(d.u16())))
+		if d.err == nil && (k == "" || (j > 0 && k <= prev)) {
+			return ni, fmt.Errorf("%w: processor parameters not in strict key order", ErrMalformed)
+		}
+		prev = k
+		ni.Processor.Params[k] = v
+	}
+	op := d.bytes(int(d.u8()))
+	if d.err != nil {
+		return ni, nil
+	}
+	if len(op) > maxOperatorSize {
+		return ni, fmt.Errorf("%w: node %d: operator label of %d bytes", ErrMalformed, i, len(op))
+	}
+	ni.Operator = string(op)
+	// The bounds marshalNodes keeps: what parses, marshals back.
+	if port == 0 || ni.Processor.Name == "" || len(ni.Processor.Name) > 64 || len(ni.PublicKey) > layer.MaxPublicKeySize {
+		return ni, fmt.Errorf("%w: node %d: zero port, processor name not 1..64 bytes, or key too large", ErrMalformed, i)
+	}
+	for _, v := range ni.Processor.Params {
+		if len(v) > maxParamValue {
+			return ni, fmt.Errorf("%w: node %d: processor parameter of %d bytes", ErrMalformed, i, len(v))
+		}
+	}
+	// The key is checked to be a valid ed25519 point by
+	// openSignedPayload, once the signature verifies (0.35 ms each).
+	ni.Onion = Onion{ServiceID: onionaddr.ServiceID(ed25519.PublicKey(key)), Port: port}
+	return ni, nil
 }
 
 // signPayload returns the signed payload: 2-byte signature length, the

@@ -31,9 +31,22 @@ const (
 // the seed's hash processing, a new lock-cycle every ten minutes and a
 // two-minute grace window.
 type PrimaryConfig struct {
-	// Nodes is the number of nodes per lock-cycle, 1..255. Zero:
-	// DefaultNodes.
+	// Nodes is the number of nodes per lock-cycle that the Primary runs
+	// itself (local nodes), 1..255. Zero: DefaultNodes; but when Sources
+	// is set, zero means none and the nodes all come from Sources.
 	Nodes int
+	// Sources are where the cycle's other nodes come from (RemoteSource,
+	// or a program's own NodeSource), asked in order after the local
+	// nodes are created. The cycle's list is the local nodes, then each
+	// source's, at most 255 in all. With Sources set, NewPrimary creates
+	// its own onion before the first cycle, so that remote nodes can
+	// reach it; it returns once the first cycle has formed.
+	Sources []NodeSource
+	// MinNodes is the fewest nodes a new cycle may have. A rotation that
+	// gathers fewer fails with ErrTooFewNodes (logged and counted in
+	// PrimaryStats.CyclesFailed): the current cycle stays handed out and
+	// the rotation is tried again. Zero: 1.
+	MinNodes int
 	// Period is how long a lock-cycle is handed out. Zero: DefaultPeriod.
 	// A cycle is replaced early, as if PublishAhead had been reached, once
 	// one of its nodes' replay caches is more than half full (see
@@ -119,11 +132,22 @@ func DefaultProcessing(i int, rnd io.Reader) ProcessorSpec {
 
 func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	d := *c
-	if d.Nodes == 0 {
+	if d.Nodes == 0 && len(d.Sources) == 0 {
 		d.Nodes = DefaultNodes
 	}
-	if d.Nodes < 1 || d.Nodes > layer.MaxNodes {
+	if (d.Nodes < 1 && len(d.Sources) == 0) || d.Nodes < 0 || d.Nodes > layer.MaxNodes {
 		return d, fmt.Errorf("ghostcomm: Nodes must be 1..%d", layer.MaxNodes)
+	}
+	for _, s := range d.Sources {
+		if s == nil {
+			return d, errors.New("ghostcomm: a nil NodeSource")
+		}
+	}
+	if d.MinNodes == 0 {
+		d.MinNodes = 1
+	}
+	if d.MinNodes < 1 || d.MinNodes > layer.MaxNodes {
+		return d, fmt.Errorf("ghostcomm: MinNodes must be 1..%d", layer.MaxNodes)
 	}
 	if d.Period == 0 {
 		d.Period = DefaultPeriod
@@ -193,7 +217,7 @@ type Primary struct {
 	srv    *transport.Server
 	gate   *payloadGate
 
-	payloads, payloadsRefused, rotations atomic.Uint64
+	payloads, payloadsRefused, rotations, cyclesFailed atomic.Uint64
 
 	rotating sync.Mutex // serializes rotations
 
@@ -212,8 +236,9 @@ type Primary struct {
 
 type cycleState struct {
 	cycle   *Cycle
-	nodes   []*Node
-	encoded []byte // the payload's node list, encoded once
+	nodes   []*Node      // the local nodes
+	batches []CycleNodes // every source's nodes, the local ones first
+	encoded []byte       // the payload's node list, encoded once
 }
 
 // NewPrimary creates the first lock-cycle's nodes, then the Primary's own
@@ -235,11 +260,15 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 	p.gate = newPayloadGate(c.PayloadRate, c.PayloadBurst, c.PayloadQueue)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 
-	first, err := p.newCycle(ctx)
-	if err != nil {
-		return nil, err
+	// With remote sources, the Primary's onion comes first: the first
+	// cycle's remote nodes reach it to submit their descriptors.
+	var first *cycleState
+	if len(c.Sources) == 0 {
+		if first, err = p.newCycle(ctx); err != nil {
+			return nil, err
+		}
+		p.current = first
 	}
-	p.current = first
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -262,6 +291,17 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, fmt.Errorf("ghostcomm: creating primary onion: %w", err)
 	}
 	p.onion = onion
+	if first == nil {
+		if first, err = p.newCycle(ctx); err != nil {
+			p.srv.Close()
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return nil, errors.Join(err, p.tc.RemoveOnion(rctx, onion.ServiceID))
+		}
+		p.mu.Lock()
+		p.current = first
+		p.mu.Unlock()
+	}
 	p.mu.Lock()
 	p.scheduleRotation()
 	p.mu.Unlock()
@@ -291,8 +331,9 @@ func (p *Primary) Cycle() *Cycle {
 	return p.current.cycle.clone()
 }
 
-// Onions returns the onion services of every node still running: the
-// current cycle's and those of replaced cycles in their grace window.
+// Onions returns the onion services of every local node still running: the
+// current cycle's and those of replaced cycles in their grace window. Nodes
+// from Sources are not listed.
 func (p *Primary) Onions() []Onion {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -334,6 +375,7 @@ func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	}
 	next, err := p.newCycle(ctx)
 	if err != nil {
+		p.cyclesFailed.Add(1)
 		return err
 	}
 	p.mu.Lock()
@@ -372,12 +414,13 @@ func (p *Primary) scheduleRotation() {
 // reached: a node of cs has recorded more than half the tags its replay
 // cache holds, and a full cache would refuse every message until the cycle
 // ends. Called from the node's handling goroutine; it does not block.
-func (p *Primary) replayHalf(cs *cycleState) {
+func (p *Primary) replayHalf(id [16]byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.current != cs {
+	if p.closed || p.current == nil || p.current.cycle.ID != id {
 		return
 	}
+	cs := p.current
 	p.cfg.Logger.Info("a node's replay cache is half full: starting the next lock-cycle early", "cycle", fmt.Sprintf("%x", cs.cycle.ID))
 	if p.stopNext != nil {
 		p.stopNext()
@@ -447,70 +490,56 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 	}
 }
 
-// newCycle creates and publishes the nodes of a new lock-cycle, all at once.
+// newCycle gathers the nodes of a new lock-cycle: the local ones, created
+// and published all at once, then each source's. It fails with
+// ErrTooFewNodes if they are fewer than MinNodes.
 func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	now := p.cfg.Clock.Now().Truncate(time.Second)
 	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace}
 	if _, err := io.ReadFull(p.cfg.Rand, c.ID[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 	}
-	cs := &cycleState{cycle: c, nodes: make([]*Node, p.cfg.Nodes)}
-	errs := make([]error, p.cfg.Nodes)
-	var wg sync.WaitGroup
-	for i := range cs.nodes {
-		nc := p.cfg.Node
-		nc.Processor = p.cfg.Processing(i, p.cfg.Rand)
-		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
-		nc.Key, nc.OnionKey = nil, nil
-		nc.Clock, nc.Rand, nc.Logger = p.cfg.Clock, p.cfg.Rand, p.cfg.Logger
-		nc.replayHalf = func() { p.replayHalf(cs) }
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A node whose onion is not published in time is replaced by a
-			// fresh one (new key, new address).
-			errs[i] = retry(ctx, p.cfg.Logger, "node", func() (err error) {
-				cs.nodes[i], err = NewNode(ctx, p.tc, p.dialer, nc)
-				return err
-			})
-		}()
+	cs := &cycleState{cycle: c}
+	var sources []NodeSource
+	if p.cfg.Nodes > 0 {
+		sources = append(sources, localSource{p: p, n: p.cfg.Nodes})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, errors.Join(err, cs.close())
-	}
-	c.Nodes = make([]NodeInfo, len(cs.nodes))
-	for i, n := range cs.nodes {
-		c.Nodes[i] = n.Info()
-	}
-	for _, n := range cs.nodes {
-		if err := n.SetPeers(c.Nodes); err != nil {
+	sources = append(sources, p.cfg.Sources...)
+	for _, src := range sources {
+		b, err := src.CycleNodes(ctx, c)
+		if err != nil {
 			return nil, errors.Join(err, cs.close())
 		}
+		cs.batches = append(cs.batches, b)
+		if ln, ok := b.(*localNodes); ok {
+			cs.nodes = ln.nodes
+		}
+		c.Nodes = append(c.Nodes, b.Infos()...)
+	}
+	if len(c.Nodes) < p.cfg.MinNodes {
+		err := fmt.Errorf("%w: %d, at least %d wanted", ErrTooFewNodes, len(c.Nodes), p.cfg.MinNodes)
+		return nil, errors.Join(err, cs.close())
 	}
 	var err error
 	if cs.encoded, err = marshalNodes(c.Nodes); err != nil {
 		return nil, errors.Join(err, cs.close())
 	}
-	// Streams between the new nodes are opened before any client is handed
-	// them, so that the cycle's first messages do not wait for dials.
-	if len(cs.nodes) <= WarmNodes {
-		var wg sync.WaitGroup
-		for _, n := range cs.nodes {
-			wg.Go(func() { n.warm(ctx) })
+	for _, b := range cs.batches {
+		if err := b.Start(ctx, c.Nodes); err != nil {
+			return nil, errors.Join(err, cs.close())
 		}
-		wg.Wait()
 	}
 	return cs, nil
 }
 
 // close closes the cycle's nodes (those that exist).
 func (cs *cycleState) close() error {
+	if cs == nil {
+		return nil
+	}
 	var errs []error
-	for _, n := range cs.nodes {
-		if n != nil {
-			errs = append(errs, n.Close())
-		}
+	for _, b := range cs.batches {
+		errs = append(errs, b.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -523,6 +552,13 @@ func (c *Cycle) clone() *Cycle {
 
 // handle answers a client's payload request, in its turn (PayloadRate).
 func (p *Primary) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
+	if r.Type == wire.NodeHello || r.Type == wire.NodeDescriptor || r.Type == wire.NodeReady {
+		for _, s := range p.cfg.Sources {
+			if rs, ok := s.(*RemoteSource); ok {
+				return rs.handle(ctx, r, p.keys.Fpr)
+			}
+		}
+	}
 	if r.Type != wire.PayloadRequest {
 		p.payloadsRefused.Add(1)
 		return wire.Reject, [][]byte{{byte(wire.RejectType)}}
@@ -540,7 +576,7 @@ func (p *Primary) handle(ctx context.Context, r *transport.Request) (wire.Type, 
 // Stats returns the Primary's counters and its live nodes'.
 func (p *Primary) Stats() PrimaryStats {
 	s := PrimaryStats{Payloads: p.payloads.Load(), PayloadsRefused: p.payloadsRefused.Load(),
-		Streams: int64(p.srv.Stats().Streams), Rotations: p.rotations.Load()}
+		Streams: int64(p.srv.Stats().Streams), Rotations: p.rotations.Load(), CyclesFailed: p.cyclesFailed.Load()}
 	p.mu.Lock()
 	cycles := []*cycleState{p.current}
 	for cs := range p.retiring {
@@ -586,6 +622,9 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 	}
 	cs := p.current
 	p.mu.Unlock()
+	if cs == nil {
+		return nil, fmt.Errorf("%w: no lock-cycle yet", ErrBusy)
+	}
 	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
 	content, err := pl.marshal()
 	if err != nil {

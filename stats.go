@@ -162,6 +162,9 @@ type PrimaryStats struct {
 	Streams int64
 	// Rotations counts lock-cycles started after the first.
 	Rotations uint64
+	// CyclesFailed counts rotations that failed (ErrTooFewNodes, a node
+	// that could not be created...); each is logged and tried again.
+	CyclesFailed uint64
 	// Nodes sums the stats of the nodes alive now: the current cycle's and
 	// those of replaced cycles still in their grace window. A node's
 	// counts leave the sum when it is retired.

@@ -123,6 +123,7 @@ type vectors struct {
 			Fingerprint hexBytes          `json:"fingerprint"`
 			Processor   string            `json:"processor"`
 			Params      map[string]string `json:"params"`
+			Operator    string            `json:"operator"`
 		} `json:"nodes"`
 	} `json:"payload"`
 
@@ -296,7 +297,7 @@ func TestVectors(t *testing.T) {
 			w := pv.Nodes[i]
 			fp := n.Fingerprint()
 			if n.Onion.ServiceID != w.ServiceID || n.Onion.Port != w.Port || !bytes.Equal(fp[:], w.Fingerprint) ||
-				n.Processor.Name != w.Processor || len(n.Processor.Params) != len(w.Params) {
+				n.Processor.Name != w.Processor || len(n.Processor.Params) != len(w.Params) || n.Operator != w.Operator {
 				t.Fatalf("node %d differs", i)
 			}
 			for k, val := range w.Params {
@@ -366,7 +367,7 @@ func generateAnswerVectors(t *testing.T, v *vectors) {
 // generateVectors writes testdata/vectors.json from fresh keys.
 func generateVectors(t *testing.T) {
 	var v vectors
-	v.Comment = "ghostcomm v1 test vectors; see docs/PROTOCOL.md. Hex strings are raw bytes. Keys are armored OpenPGP private keys (curve25519) made for these vectors only."
+	v.Comment = "ghostcomm v1 test vectors (payload version 2); see docs/PROTOCOL.md. Hex strings are raw bytes. Keys are armored OpenPGP private keys (curve25519) made for these vectors only."
 	v.Keys = map[string]string{}
 	kps := map[string]*layer.KeyPair{}
 	for _, name := range []string{"node0", "node1", "node2", "client", "primary"} {
@@ -441,7 +442,8 @@ func generateVectors(t *testing.T) {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = byte(i + 1)
 		pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
-		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80}, PublicKey: kps[name].Raw, Processor: specs[i]})
+		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80}, PublicKey: kps[name].Raw, Processor: specs[i],
+			Operator: []string{"operator alpha", "", "operator beta"}[i]})
 	}
 	content, err := p.marshal()
 	if err != nil {
@@ -465,7 +467,8 @@ func generateVectors(t *testing.T) {
 			Fingerprint hexBytes          `json:"fingerprint"`
 			Processor   string            `json:"processor"`
 			Params      map[string]string `json:"params"`
-		}{n.Onion.ServiceID, n.Onion.Port, kps[[]string{"node0", "node1", "node2"}[i]].Fpr[:], n.Processor.Name, n.Processor.Params})
+			Operator    string            `json:"operator"`
+		}{n.Onion.ServiceID, n.Onion.Port, kps[[]string{"node0", "node1", "node2"}[i]].Fpr[:], n.Processor.Name, n.Processor.Params, n.Operator})
 	}
 
 	inv := Invite{Primary: Onion{ServiceID: p.cycle.Nodes[0].Onion.ServiceID, Port: 80}, Fingerprint: Fingerprint(kps["primary"].Fpr)}

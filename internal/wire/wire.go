@@ -44,6 +44,13 @@ const (
 	Reject          Type = 5 // from a hop that could not open its layer
 	Ping            Type = 6 // liveness probe, empty body; answered at once
 	Pong            Type = 7 // answer to a Ping, same stream id, empty body
+
+	// Remote nodes and a Primary (docs/PROTOCOL.md, "Remote nodes").
+	NodeHello      Type = 8  // remote node -> primary: wait for the next cycle
+	NodeCycle      Type = 9  // primary -> remote node: the cycle now open
+	NodeDescriptor Type = 10 // remote node -> primary: signed descriptor
+	NodePeers      Type = 11 // primary -> remote node: the cycle's peer list
+	NodeReady      Type = 12 // remote node -> primary, and its answer: peers set
 )
 
 // String names the frame type.
@@ -63,6 +70,16 @@ func (t Type) String() string {
 		return "ping"
 	case Pong:
 		return "pong"
+	case NodeHello:
+		return "node-hello"
+	case NodeCycle:
+		return "node-cycle"
+	case NodeDescriptor:
+		return "node-descriptor"
+	case NodePeers:
+		return "node-peers"
+	case NodeReady:
+		return "node-ready"
 	}
 	return fmt.Sprintf("frame-type-%d", uint8(t))
 }
@@ -227,6 +244,14 @@ const (
 	RejectClosed    RejectCode = 8
 	RejectType      RejectCode = 9
 	RejectBudget    RejectCode = 10 // the message's budget is below the hop's floor
+
+	// Refusals of a Primary to a remote node.
+	RejectNotEnrolled RejectCode = 11 // the node identity is not enrolled
+	RejectWrongCycle  RejectCode = 12 // the descriptor is for no open cycle
+	RejectLate        RejectCode = 13 // the cycle's descriptor deadline passed
+	RejectNotFormed   RejectCode = 14 // the cycle did not form (too few nodes)
+	RejectSignature   RejectCode = 15 // the descriptor's signature does not verify
+	RejectDescReplay  RejectCode = 16 // the descriptor was already submitted
 )
 
 // ReportCode is the first byte of a hop's failure report: a Fernet token
