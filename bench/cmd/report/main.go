@@ -6,7 +6,11 @@
 //
 // Run it from the bench directory:
 //
-//	cd bench && go run ./cmd/report [-count 5] [-benchtime 1s] [-bench .] [-history history.tsv]
+//	cd bench && go run ./cmd/report [-count 5] [-benchtime 1s] [-bench .] [-history history.tsv] [-tor]
+//
+// With -tor it also runs TestIntegrationTorOverhead on the private Tor
+// network (torctl/testnet; tor must be installed) and keeps its figures in
+// tor-figures.txt, which later runs without -tor show again.
 //
 // The key figures of each run are appended to the history file (committed
 // beside the report), and the report shows the last runs side by side.
@@ -47,6 +51,8 @@ type options struct {
 	raw        string
 	timeout    string
 	history    string
+	tor        bool
+	torFile    string
 }
 
 func main() {
@@ -60,6 +66,8 @@ func main() {
 	flag.StringVar(&o.raw, "raw", "bench-results.txt", "file for the raw benchmark output")
 	flag.StringVar(&o.timeout, "timeout", "60m", "go test -timeout")
 	flag.StringVar(&o.history, "history", "history.tsv", "file of the key figures of earlier runs: shown in the report, this run's appended (empty: none)")
+	flag.BoolVar(&o.tor, "tor", false, "also run TestIntegrationTorOverhead on the private Tor network (needs tor) and record its figures in -torfile")
+	flag.StringVar(&o.torFile, "torfile", "tor-figures.txt", "file of the figures of the last -tor run: shown in the report (empty: none)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
@@ -129,6 +137,21 @@ func run(o options) error {
 	}
 	m.loadAfter = loadAvg()
 	m.duration = time.Since(started)
+	var tr *torRun
+	if o.tor {
+		if tr, err = runTor(m.commit, io.MultiWriter(os.Stdout, raw)); err != nil {
+			return err
+		}
+		if o.torFile != "" {
+			if err := writeTor(o.torFile, tr); err != nil {
+				return err
+			}
+		}
+	} else if o.torFile != "" {
+		if tr, err = readTor(o.torFile); err != nil {
+			return err
+		}
+	}
 
 	res := passes[0].results
 	var perCore results
@@ -142,7 +165,7 @@ func run(o options) error {
 		}
 		hist = append(hist, historyRow(m, res))
 	}
-	doc := render(o, m, passes, res, perCore, hist)
+	doc := render(o, m, passes, res, perCore, hist, tr)
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
 	}
@@ -479,7 +502,7 @@ func ratiosOf(a, b []float64) string {
 	return strings.Join(out, ", ")
 }
 
-func render(o options, m machine, passes []pass, r, perCore results, hist [][]string) string {
+func render(o options, m machine, passes []pass, r, perCore results, hist [][]string, tr *torRun) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
@@ -520,6 +543,9 @@ func render(o options, m machine, passes []pass, r, perCore results, hist [][]st
 	w("## Targets\n\n")
 	w("| target | issue | goal | measured (medians) | verdict |\n|---|---|---|---|---|\n")
 	ts := targets(r, perCore)
+	if t, ok := torTarget(tr); ok {
+		ts = append(ts, t)
+	}
 	for _, t := range ts {
 		w("| %s | %d | %s | %s | %s |\n", t.what, t.issue, t.goal, t.measured, verdict(t))
 	}
@@ -632,6 +658,8 @@ func render(o options, m machine, passes []pass, r, perCore results, hist [][]st
 		w("| %s | %s | %s |\n", v[0], fmtDur(r.get(v[1], "ns/op")), fmtNum(r.get(v[1], "allocs/op"), 0))
 	}
 	w("\n")
+
+	renderTor(w, o.torFile, tr)
 
 	w("## All benchmarks\n\nMedians; spread is (max − min) ÷ median of the ns/op samples.\n\n")
 	w("| benchmark | ns/op | spread | MB/s | B/op | allocs/op | other |\n|---|---|---|---|---|---|---|\n")
