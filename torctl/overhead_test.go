@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 // measures; throughputMsgs how many messages each throughput run sends, with
 // throughputWindow of them in flight at once.
 const (
-	overheadRounds   = 30
+	overheadRounds   = 60
 	throughputMsgs   = 300
 	throughputWindow = 16
 )
@@ -71,7 +72,19 @@ func TestIntegrationTorOverhead(t *testing.T) {
 	e, ctx := setup(t)
 
 	t.Run("3 hops", func(t *testing.T) {
-		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 3, Period: time.Hour})
+		// The hops' own compute: HopEvent.Process of the hops that forward,
+		// Total of the last (it forwards nothing). Every hop's observer has
+		// run before the client has its answer.
+		var compute atomic.Int64
+		observe := func(ev ghostcomm.HopEvent) {
+			if ev.Last {
+				compute.Add(int64(ev.Total))
+			} else {
+				compute.Add(int64(ev.Process))
+			}
+		}
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 3, Period: time.Hour,
+			Node: ghostcomm.NodeConfig{Observer: observe}})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
@@ -107,13 +120,41 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				side.to[n.Onion] = pg
 			}
 		}
+		// What tor itself makes of a frame: a raw echo through an onion of
+		// the same tors of a ping's 10 bytes and of a 1 KiB message's frame
+		// (about 2 KiB), on one stream; and the same 2 KiB through an onion
+		// whose server, like a node, answers only once the whole message
+		// has arrived.
+		_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
+		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
+		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
+		var echoSmall, echoLarge, echoWhole []time.Duration
+		for range overheadRounds {
+			for _, m := range []struct {
+				c   net.Conn
+				msg []byte
+				to  *[]time.Duration
+			}{{ec, small, &echoSmall}, {ec, large, &echoLarge}, {wc, large, &echoWhole}} {
+				s := time.Now()
+				if err := echo(m.c, m.msg); err != nil {
+					t.Fatal(err)
+				}
+				*m.to = append(*m.to, time.Since(s))
+			}
+		}
+		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v",
+			overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
+			median(echoWhole).Round(time.Microsecond))
+
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
-			var trips []time.Duration
+			var trips, computed []time.Duration
 			var hops [3][]time.Duration
 			var ratios []float64
 			for range overheadRounds {
+				before := compute.Load()
 				res, err := client.Send(ctx, msg)
+				computed = append(computed, time.Duration(compute.Load()-before))
 				if err != nil || !res.Verified || len(res.Route) != 3 {
 					t.Fatalf("Send: %v", err)
 				}
@@ -138,10 +179,10 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			}
 			medSum := median(hops[0]) + median(hops[1]) + median(hops[2])
 			slices.Sort(ratios)
-			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; %d rounds)",
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
 				size, float64(median(trips))/float64(medSum), median(trips).Round(time.Microsecond),
 				median(hops[0]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond),
-				medSum.Round(time.Microsecond), ratios[len(ratios)/2], overheadRounds)
+				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), overheadRounds)
 		}
 	})
 
@@ -256,4 +297,49 @@ func echoThroughput(c net.Conn, msg []byte) (float64, error) {
 		return 0, err
 	}
 	return throughputMsgs / took.Seconds(), nil
+}
+
+// wholeEchoServer listens on 127.0.0.1 and, on every connection, reads n
+// bytes at a time and writes each n bytes back once all have arrived (as a
+// node answers a frame), until the test ends. The first message of a
+// connection, from createAndEcho, is answered as it comes.
+func wholeEchoServer(t *testing.T, n int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				hello := make([]byte, len("hello through tor"))
+				if _, err := io.ReadFull(c, hello); err != nil {
+					return
+				}
+				if _, err := c.Write(hello); err != nil {
+					return
+				}
+				buf := make([]byte, n)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return l.Addr().String()
 }
