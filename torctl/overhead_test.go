@@ -3,6 +3,7 @@ package torctl_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,10 +20,12 @@ import (
 )
 
 // overheadRounds is how many interleaved rounds TestIntegrationTorOverhead
-// measures; throughputMsgs how many messages each throughput run sends, with
-// throughputWindow of them in flight at once.
+// measures (go test ./torctl -overhead.rounds=N; the report asks for more
+// than CI runs); throughputMsgs how many messages each throughput run sends,
+// with throughputWindow of them in flight at once.
+var overheadRounds = flag.Int("overhead.rounds", 20, "rounds of TestIntegrationTorOverhead")
+
 const (
-	overheadRounds   = 60
 	throughputMsgs   = 300
 	throughputWindow = 16
 )
@@ -129,7 +132,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
 		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
 		var echoSmall, echoLarge, echoWhole []time.Duration
-		for range overheadRounds {
+		for range *overheadRounds {
 			for _, m := range []struct {
 				c   net.Conn
 				msg []byte
@@ -143,7 +146,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			}
 		}
 		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v",
-			overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
+			*overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
 			median(echoWhole).Round(time.Microsecond))
 
 		for _, size := range []int{1 << 10, 32} {
@@ -151,7 +154,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			var trips, computed []time.Duration
 			var hops [3][]time.Duration
 			var ratios []float64
-			for range overheadRounds {
+			for range *overheadRounds {
 				before := compute.Load()
 				res, err := client.Send(ctx, msg)
 				computed = append(computed, time.Duration(compute.Load()-before))
@@ -182,7 +185,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
 				size, float64(median(trips))/float64(medSum), median(trips).Round(time.Microsecond),
 				median(hops[0]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond),
-				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), overheadRounds)
+				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), *overheadRounds)
 		}
 	})
 
