@@ -12,6 +12,9 @@
 //
 //	go run ./cmd/report
 //
+// (with -tor, also the figures of torctl's TestIntegrationTorOverhead on the
+// private Tor network)
+//
 // The code here mirrors, function for function, what the library does per
 // message (Client.sendVia, node.handle, node.relay) using the same
 // internal/layer calls; tests in this package check that every setup does

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,6 +137,16 @@ type netFixture struct {
 	primary *ghostcomm.Primary
 	client  *ghostcomm.Client
 	route   *route // a 3-hop route of fresh keys for the crypto-only bound
+
+	// hopNanos and hops sum HopEvent.Process over every hop the nodes
+	// handled: what the hops themselves computed, as against the round
+	// trip.
+	hopNanos, hops atomic.Int64
+}
+
+func (f *netFixture) observe(ev ghostcomm.HopEvent) {
+	f.hopNanos.Add(int64(ev.Process))
+	f.hops.Add(1)
 }
 
 var (
@@ -156,6 +167,7 @@ func network(tb testing.TB) *netFixture {
 			Nodes:      3,
 			Period:     24 * time.Hour,
 			Processing: func(int, io.Reader) ghostcomm.ProcessorSpec { return ghostcomm.IdentitySpec },
+			Node:       ghostcomm.NodeConfig{Observer: f.observe},
 		})
 		if netErr != nil {
 			f.net.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -141,5 +142,45 @@ func TestHistory(t *testing.T) {
 	}
 	if _, err := readHistory(path); err == nil {
 		t.Fatal("a history line with the wrong number of fields was accepted")
+	}
+}
+
+func TestTorFiguresRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tor.txt")
+	if tr, err := readTor(path); err != nil || tr != nil {
+		t.Fatalf("missing file: %v, %v", tr, err)
+	}
+	in := &torRun{date: "2026-12-01 01:40 UTC", commit: "abc1234", loadBefore: "1.0 2.0 3.0", loadAfter: "1.5 2.0 3.0", command: "go test",
+		figures: []string{
+			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ sum of the three one-hop echoes: 1.24× (median 160ms vs 50ms + 30ms + 48ms = 128ms; median of the per-round ratios 1.30×; the hops' own compute: median 687µs a message; 60 rounds)",
+			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (32 B, warm) ÷ sum of the three one-hop echoes: 1.05× (median 130ms vs 124ms)",
+		}}
+	if err := writeTor(path, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := readTor(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.date != in.date || out.commit != in.commit || out.loadBefore != in.loadBefore || out.loadAfter != in.loadAfter ||
+		out.command != in.command || !slices.Equal(out.figures, in.figures) {
+		t.Fatalf("read back %+v, wrote %+v", out, in)
+	}
+	tg, ok := torTarget(out)
+	if !ok || tg.met || !strings.HasPrefix(tg.measured, "1.24×") || !strings.Contains(tg.why, "by 32ms") || !strings.Contains(tg.why, "is 687µs") {
+		t.Fatalf("target %+v, %v: want 1.24×, not met, with a reason", tg, ok)
+	}
+	in.figures = in.figures[1:] // no 1 KiB figure: no target
+	if _, ok := torTarget(in); ok {
+		t.Fatal("a target from a run without the 1 KiB figure")
+	}
+	in.figures[0] = strings.Replace(in.figures[0], "32 B", "1024 B", 1)
+	if tg, ok := torTarget(in); !ok || !tg.met {
+		t.Fatalf("1.05× should meet ≤ 1.15×: %+v", tg)
+	}
+	var b strings.Builder
+	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)
+	if !strings.Contains(b.String(), "abc1234") || !strings.Contains(b.String(), "- 3-hop round trip (32 B") {
+		t.Fatalf("rendered:\n%s", b.String())
 	}
 }

@@ -1,0 +1,348 @@
+package torctl_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
+	"github.com/ghostcomm/ghostcomm/torctl"
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
+)
+
+// overheadRounds is how many interleaved rounds TestIntegrationTorOverhead
+// measures (go test ./torctl -overhead.rounds=N; the report asks for more
+// than CI runs); throughputMsgs how many messages each throughput run sends,
+// with throughputWindow of them in flight at once.
+var overheadRounds = flag.Int("overhead.rounds", 20, "rounds of TestIntegrationTorOverhead")
+
+const (
+	throughputMsgs   = 300
+	throughputWindow = 16
+)
+
+// pinger holds a stream to a node's onion on which it sends transport pings:
+// a one-hop echo through tor to the node's server, answered by its reader
+// without any handler.
+type pinger struct {
+	c  net.Conn
+	id uint32
+}
+
+func (p *pinger) ping() (time.Duration, error) {
+	p.id++
+	p.c.SetDeadline(time.Now().Add(30 * time.Second))
+	start := time.Now()
+	if err := wire.WriteFrame(p.c, wire.Ping, p.id); err != nil {
+		return 0, err
+	}
+	h, _, err := wire.ReadFrame(p.c, 1<<10)
+	if err != nil {
+		return 0, err
+	}
+	if h.Type != wire.Pong || h.ID != p.id {
+		return 0, fmt.Errorf("ping %d answered by %v id %d", p.id, h.Type, h.ID)
+	}
+	return time.Since(start), nil
+}
+
+// TestIntegrationTorOverhead measures what ghostcomm adds to what tor itself
+// costs (issue 13), on the private network:
+//
+//   - a warm 3-hop round trip (Result.RoundTrip, 1 KiB and 32 B messages) ÷
+//     the sum of three one-hop echoes along the same path: a transport ping from the client's tor to
+//     hop 1's onion, and from the service tor (which every node dials from)
+//     to hops 2 and 3. Tor keeps one rendezvous circuit per onion per tor
+//     client, so these streams ride the circuits the chain's own streams
+//     use. Rounds interleave the two, and medians are compared.
+//   - one node's throughput (a 1-node Primary, 1 KiB messages,
+//     throughputWindow in flight at once on the client's one stream) ÷ a raw
+//     echo service on the same tor, dialed from the same tor, with the same
+//     message size and the same number in flight on one stream.
+//
+// The figures go to testnet.Figure (GHOSTCOMM_FIGURES); `go run ./cmd/report
+// -tor` in bench/ runs this test and puts them in docs/PERFORMANCE.md.
+func TestIntegrationTorOverhead(t *testing.T) {
+	e, ctx := setup(t)
+
+	t.Run("3 hops", func(t *testing.T) {
+		// The hops' own compute: HopEvent.Process of the hops that forward,
+		// Total of the last (it forwards nothing). Every hop's observer has
+		// run before the client has its answer.
+		var compute atomic.Int64
+		observe := func(ev ghostcomm.HopEvent) {
+			if ev.Last {
+				compute.Add(int64(ev.Total))
+			} else {
+				compute.Add(int64(ev.Process))
+			}
+		}
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 3, Period: time.Hour,
+			Node: ghostcomm.NodeConfig{Observer: observe}})
+		if err != nil {
+			t.Fatalf("NewPrimary: %v", err)
+		}
+		defer p.Close()
+		client, err := ghostcomm.NewClient(e.dialer, p.Invite(nil), ghostcomm.ClientConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		res, err := client.Send(ctx, []byte("warm"))
+		if err != nil || !res.Verified || len(res.Route) != 3 {
+			t.Fatalf("first Send: %v", err)
+		}
+		// A pinger to each node from each tor: the client dials hop 1
+		// through its own tor, nodes dial the next hop through the service
+		// tor. The client picks the order of the nodes for each message.
+		fromClient := map[ghostcomm.Onion]*pinger{}
+		fromService := map[ghostcomm.Onion]*pinger{}
+		for _, n := range res.Route {
+			for _, side := range []struct {
+				d  *torctl.Dialer
+				to map[ghostcomm.Onion]*pinger
+			}{{e.dialer, fromClient}, {e.selfDial, fromService}} {
+				c, err := side.d.DialContext(ctx, "tcp", n.Onion.Addr())
+				if err != nil {
+					t.Fatalf("dial %s: %v", n.Onion.Addr(), err)
+				}
+				defer c.Close()
+				pg := &pinger{c: c}
+				if _, err := pg.ping(); err != nil { // warm
+					t.Fatalf("ping %s: %v", n.Onion.Addr(), err)
+				}
+				side.to[n.Onion] = pg
+			}
+		}
+		// What tor itself makes of a frame: a raw echo through an onion of
+		// the same tors of a ping's 10 bytes and of a 1 KiB message's frame
+		// (about 2 KiB), on one stream; and the same 2 KiB through an onion
+		// whose server, like a node, answers only once the whole message
+		// has arrived.
+		_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
+		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
+		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
+		var echoSmall, echoLarge, echoWhole []time.Duration
+		for range *overheadRounds {
+			for _, m := range []struct {
+				c   net.Conn
+				msg []byte
+				to  *[]time.Duration
+			}{{ec, small, &echoSmall}, {ec, large, &echoLarge}, {wc, large, &echoWhole}} {
+				s := time.Now()
+				if err := echo(m.c, m.msg); err != nil {
+					t.Fatal(err)
+				}
+				*m.to = append(*m.to, time.Since(s))
+			}
+		}
+		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v",
+			*overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
+			median(echoWhole).Round(time.Microsecond))
+
+		for _, size := range []int{1 << 10, 32} {
+			msg := bytes.Repeat([]byte("m"), size)
+			var trips, computed []time.Duration
+			var hops [3][]time.Duration
+			var ratios []float64
+			for range *overheadRounds {
+				before := compute.Load()
+				res, err := client.Send(ctx, msg)
+				computed = append(computed, time.Duration(compute.Load()-before))
+				if err != nil || !res.Verified || len(res.Route) != 3 {
+					t.Fatalf("Send: %v", err)
+				}
+				var sum time.Duration
+				for i, n := range res.Route {
+					pg := fromService[n.Onion]
+					if i == 0 {
+						pg = fromClient[n.Onion]
+					}
+					if pg == nil {
+						t.Fatalf("hop %d: node %s not in the first route", i+1, n.Onion.Addr())
+					}
+					d, err := pg.ping()
+					if err != nil {
+						t.Fatalf("ping hop %d: %v", i+1, err)
+					}
+					hops[i] = append(hops[i], d)
+					sum += d
+				}
+				trips = append(trips, res.RoundTrip)
+				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
+			}
+			medSum := median(hops[0]) + median(hops[1]) + median(hops[2])
+			slices.Sort(ratios)
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
+				size, float64(median(trips))/float64(medSum), median(trips).Round(time.Microsecond),
+				median(hops[0]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond),
+				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), *overheadRounds)
+		}
+	})
+
+	t.Run("throughput", func(t *testing.T) {
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour})
+		if err != nil {
+			t.Fatalf("NewPrimary: %v", err)
+		}
+		defer p.Close()
+		client, err := ghostcomm.NewClient(e.dialer, p.Invite(nil), ghostcomm.ClientConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		msg := bytes.Repeat([]byte("m"), 1<<10)
+		if res, err := client.Send(ctx, msg); err != nil || !res.Verified || len(res.Route) != 1 {
+			t.Fatalf("first Send: %v", err)
+		}
+		_, c := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
+
+		var node, raw []float64
+		for range 3 { // interleaved runs; the best of each is compared
+			rate, err := ghostThroughput(ctx, client, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			node = append(node, rate)
+			if rate, err = echoThroughput(c, msg); err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, rate)
+		}
+		slices.Sort(node)
+		slices.Sort(raw)
+		testnet.Figure(t, "one node's throughput over tor ÷ raw echo service on the same tor (1 KiB, %d in flight, %d messages per run): %.2f (median of 3 runs: %.0f vs %.0f msg/s; runs: %.0f / %.0f msg/s)",
+			throughputWindow, throughputMsgs, node[1]/raw[1], node[1], raw[1], node, raw)
+	})
+}
+
+// ghostThroughput sends throughputMsgs messages through client with
+// throughputWindow senders and returns messages per second.
+func ghostThroughput(ctx context.Context, client *ghostcomm.Client, msg []byte) (float64, error) {
+	var wg sync.WaitGroup
+	errc := make(chan error, throughputWindow)
+	work := make(chan struct{}, throughputMsgs)
+	for range throughputMsgs {
+		work <- struct{}{}
+	}
+	close(work)
+	start := time.Now()
+	for range throughputWindow {
+		wg.Go(func() {
+			for range work {
+				res, err := client.Send(ctx, msg)
+				if err == nil && !res.Verified {
+					err = fmt.Errorf("result not verified")
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	select {
+	case err := <-errc:
+		return 0, err
+	default:
+	}
+	return throughputMsgs / took.Seconds(), nil
+}
+
+// echoThroughput writes throughputMsgs copies of msg on c, never more than
+// throughputWindow ahead of what has come back, reads them all back and
+// returns messages per second.
+func echoThroughput(c net.Conn, msg []byte) (float64, error) {
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	window := make(chan struct{}, throughputWindow)
+	werr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	start := time.Now()
+	go func() {
+		for range throughputMsgs {
+			select {
+			case window <- struct{}{}:
+			case <-done:
+				werr <- nil
+				return
+			}
+			if _, err := c.Write(msg); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- nil
+	}()
+	got := make([]byte, len(msg))
+	for range throughputMsgs {
+		if _, err := io.ReadFull(c, got); err != nil {
+			return 0, err
+		}
+		if !bytes.Equal(got, msg) {
+			return 0, fmt.Errorf("echo changed the message")
+		}
+		<-window
+	}
+	took := time.Since(start)
+	if err := <-werr; err != nil {
+		return 0, err
+	}
+	return throughputMsgs / took.Seconds(), nil
+}
+
+// wholeEchoServer listens on 127.0.0.1 and, on every connection, reads n
+// bytes at a time and writes each n bytes back once all have arrived (as a
+// node answers a frame), until the test ends. The first message of a
+// connection, from createAndEcho, is answered as it comes.
+func wholeEchoServer(t *testing.T, n int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				hello := make([]byte, len("hello through tor"))
+				if _, err := io.ReadFull(c, hello); err != nil {
+					return
+				}
+				if _, err := c.Write(hello); err != nil {
+					return
+				}
+				buf := make([]byte, n)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
