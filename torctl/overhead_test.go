@@ -23,7 +23,7 @@ import (
 // measures (go test ./torctl -overhead.rounds=N; the report asks for more
 // than CI runs); throughputMsgs how many messages each throughput run sends,
 // with throughputWindow of them in flight at once.
-var overheadRounds = flag.Int("overhead.rounds", 20, "rounds of TestIntegrationTorOverhead")
+var overheadRounds = flag.Int("overhead.rounds", 5, "rounds of TestIntegrationTorOverhead")
 
 const (
 	throughputMsgs   = 300
