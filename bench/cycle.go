@@ -57,7 +57,7 @@ func newCycleKeys(onions []ghostcomm.Onion, procs []ghostcomm.ProcessorSpec) ([]
 
 // marshalNodes mirrors payload.go's marshalNodes (unexported there): the
 // count, then per node its onion key (onionaddr.Decode of the service id),
-// port, OpenPGP public key and processor spec.
+// port, OpenPGP public key, processor spec and operator label.
 func marshalNodes(nodes []ghostcomm.NodeInfo) ([]byte, error) {
 	b := make([]byte, 0, 512*len(nodes))
 	b = append(b, byte(len(nodes)))
@@ -81,6 +81,8 @@ func marshalNodes(nodes []ghostcomm.NodeInfo) ([]byte, error) {
 			b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
 			b = append(b, v...)
 		}
+		b = append(b, byte(len(n.Operator)))
+		b = append(b, n.Operator...)
 	}
 	return b, nil
 }
@@ -90,7 +92,7 @@ func marshalNodes(nodes []ghostcomm.NodeInfo) ([]byte, error) {
 func payloadBody(id [16]byte, notBefore, notAfter time.Time, grace time.Duration, nonce [32]byte,
 	client [32]byte, primary []byte, nodes []byte) []byte {
 	b := make([]byte, 0, 103+len(primary)+len(nodes))
-	b = append(b, 1)
+	b = append(b, 2) // payload version 2: nodes carry an operator label
 	b = append(b, id[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(notBefore.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(notAfter.Unix()))

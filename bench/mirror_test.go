@@ -40,6 +40,7 @@ func TestPayloadMirrorMatchesVectors(t *testing.T) {
 				Port      int               `json:"port"`
 				Processor string            `json:"processor"`
 				Params    map[string]string `json:"params"`
+				Operator  string            `json:"operator"`
 			} `json:"nodes"`
 		} `json:"payload"`
 	}
@@ -71,6 +72,7 @@ func TestPayloadMirrorMatchesVectors(t *testing.T) {
 			Onion:     ghostcomm.Onion{ServiceID: n.ServiceID, Port: n.Port},
 			PublicKey: keys[[]string{"node0", "node1", "node2"}[i]].Raw,
 			Processor: ghostcomm.ProcessorSpec{Name: n.Processor, Params: n.Params},
+			Operator:  n.Operator,
 		})
 	}
 	nodes, err := marshalNodes(infos)
