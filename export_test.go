@@ -243,10 +243,7 @@ func (c *Client) KeyMaterial() [][]byte {
 // cycle still running, has recorded; -1 if there is no such node.
 func (p *Primary) ReplayLen(addr string) int {
 	p.mu.Lock()
-	cycles := []*cycleState{p.current}
-	for cs := range p.retiring {
-		cycles = append(cycles, cs)
-	}
+	cycles := p.liveCyclesLocked()
 	p.mu.Unlock()
 	for _, cs := range cycles {
 		for _, n := range cs.nodes {

@@ -338,18 +338,25 @@ func (p *Primary) Onions() []Onion {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []Onion
-	add := func(cs *cycleState) {
+	for _, cs := range p.liveCyclesLocked() {
 		for _, n := range cs.nodes {
 			out = append(out, n.Onion())
 		}
 	}
+	return out
+}
+
+// liveCyclesLocked returns the current cycle (if any) and those retiring.
+// p.mu is held.
+func (p *Primary) liveCyclesLocked() []*cycleState {
+	var cycles []*cycleState
 	if p.current != nil {
-		add(p.current)
+		cycles = append(cycles, p.current)
 	}
 	for cs := range p.retiring {
-		add(cs)
+		cycles = append(cycles, cs)
 	}
-	return out
+	return cycles
 }
 
 // Rotate replaces the lock-cycle now: it creates and publishes the new
@@ -578,10 +585,7 @@ func (p *Primary) Stats() PrimaryStats {
 	s := PrimaryStats{Payloads: p.payloads.Load(), PayloadsRefused: p.payloadsRefused.Load(),
 		Streams: int64(p.srv.Stats().Streams), Rotations: p.rotations.Load(), CyclesFailed: p.cyclesFailed.Load()}
 	p.mu.Lock()
-	cycles := []*cycleState{p.current}
-	for cs := range p.retiring {
-		cycles = append(cycles, cs)
-	}
+	cycles := p.liveCyclesLocked()
 	p.mu.Unlock()
 	for _, cs := range cycles {
 		for _, n := range cs.nodes {
@@ -668,10 +672,7 @@ func (p *Primary) Close() error {
 			errs = append(errs, fmt.Errorf("ghostcomm: removing primary onion: %w", err))
 		}
 		p.mu.Lock()
-		cycles := []*cycleState{p.current}
-		for cs := range p.retiring {
-			cycles = append(cycles, cs)
-		}
+		cycles := p.liveCyclesLocked()
 		p.retiring = map[*cycleState]func() bool{}
 		p.mu.Unlock()
 		for _, cs := range cycles {
