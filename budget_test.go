@@ -56,3 +56,39 @@ func TestFirstBudgetRange(t *testing.T) {
 		t.Fatal("firstBudget does not depend on its randomness alone")
 	}
 }
+
+func TestAnswerTableBounded(t *testing.T) {
+	// Answers are kept while their bytes fit in maxBytes, oldest dropped
+	// first; a dropped answer's copy is then a plain replay.
+	tab := newAnswerTable(1000, time.Hour)
+	box := bytes.Repeat([]byte{'b'}, 64) // a data box ends with its 32-byte HMAC tag
+	other := bytes.Repeat([]byte{'o'}, 64)
+	add := func() error { return nil }
+	tags := make([][]byte, 4)
+	for i := range tags {
+		tags[i] = bytes.Repeat([]byte{byte(i + 1)}, 16)
+		c, dup, err := tab.begin(tags[i], box, add)
+		if err != nil || dup {
+			t.Fatalf("begin %d: %v %v", i, dup, err)
+		}
+		tab.finish(c, 4, [][]byte{make([]byte, 400)}, nil)
+	}
+	// 4 x 400 bytes in a table of 1000: the two oldest are gone.
+	for i, want := range []bool{false, false, true, true} {
+		if got := tab.has(tags[i]); got != want {
+			t.Errorf("answer %d kept: %v, want %v", i, got, want)
+		}
+	}
+	_, dup, err := tab.begin(tags[0], box, func() error { return ErrReplay })
+	if dup || err != ErrReplay {
+		t.Fatalf("copy of a dropped answer: dup %v, err %v; want a replay", dup, err)
+	}
+	_, dup, err = tab.begin(tags[3], box, func() error { return ErrReplay })
+	if !dup || err != nil {
+		t.Fatalf("copy of a kept answer: dup %v, err %v; want the kept answer", dup, err)
+	}
+	_, dup, err = tab.begin(tags[3], other, func() error { return ErrReplay })
+	if dup || err != ErrReplay {
+		t.Fatalf("kept layer with another data box: dup %v, err %v; want a replay", dup, err)
+	}
+}

@@ -758,3 +758,28 @@ func TestFetchRetriesUnreachablePrimary(t *testing.T) {
 		}
 	}
 }
+
+// PROTOCOL.md, Message: a hop whose successor would get less than
+// MinBudget does not forward; it reports that the next hop timed out.
+func TestHopDoesNotForwardBelowFloor(t *testing.T) {
+	t.Parallel()
+	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{Route: inOrder})
+	pm, err := hn.client.PrepareRoute(hn.cycle, inOrder(hn.cycle), []byte("short"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hn.primary.Stats().Nodes.Accepted
+	h, b, err := hn.exchange(t, pm.FirstHop(), FrameMessage, pm.BodyBudget(MinBudget+5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = hn.client.Answer(pm, h, b)
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != 2 || !errors.Is(err, ErrHopTimeout) {
+		t.Fatalf("got %v, want a HopError for hop 2 matching ErrHopTimeout", err)
+	}
+	s := hn.primary.Stats().Nodes
+	if s.Accepted != before+1 || s.Refused.Budget != 0 {
+		t.Fatalf("accepted %d (want %d: hop 1 only), budget refusals %d (want 0: nothing forwarded)", s.Accepted, before+1, s.Refused.Budget)
+	}
+}
