@@ -11,8 +11,10 @@
 // Every message ends in exactly one outcome: verified (an answer that
 // Result.Verified vouches for), unverified (an answer that is not), error (a
 // typed error, classified with ghostcomm.ActionFor and, when it is a
-// *ghostcomm.HopError, the hop it names), or lost (neither an answer nor an
-// error that names a hop before the message's deadline). Faults are recorded
+// *ghostcomm.HopError, the hop it names; an error that names no hop but
+// failed to reach an onion is the client's fetch of the cycle and names the
+// Primary), or lost (neither an answer nor such an error before the
+// message's deadline). Faults are recorded
 // as windows (kind, node, start, end); an error is explained by a fault when
 // the message overlaps that fault's window and the error names the faulted
 // node.
@@ -67,6 +69,8 @@ const (
 	Stall     FaultKind = "stall"     // dials to a node hang (SetDialLatency) until their timeout
 	SigStop   FaultKind = "sigstop"   // the tor hosting a node is stopped (SIGSTOP) and resumed (SIGCONT)
 	Circuits  FaultKind = "circuits"  // every circuit of a tor is closed (CLOSECIRCUIT), severing its streams
+	RelayKill FaultKind = "relaykill" // a relay of the network is killed (SIGKILL) and restarted on the same data directory
+	ClientTor FaultKind = "clienttor" // the clients' tor is restarted (SIGTERM, started again on the same SocksPort)
 )
 
 // Fault is one injected fault against one node. An error is attributed to
@@ -120,17 +124,33 @@ type Env struct {
 	// clients'.
 	NodeDialer, ClientDialer ghostcomm.Dialer
 	// Faults are the faults the soak injects, one at a time, chosen at
-	// random.
+	// random, or in turn if InTurn.
 	Faults []Injector
+	InTurn bool
+	// FixedHold holds every fault exactly Config.FaultHold (else a random
+	// time between half and one and a half of it).
+	FixedHold bool
+}
+
+// Target is what a fault may hit.
+type Target struct {
+	// Nodes are the current cycle's nodes.
+	Nodes []ghostcomm.NodeInfo
+	// Live are the service ids of every node still running: the current
+	// cycle's and those of replaced cycles in their grace window.
+	Live []string
+	// Primary is the Primary's service id.
+	Primary string
 }
 
 // Injector injects one kind of fault.
 type Injector struct {
 	Kind FaultKind
-	// Inject injects the fault against the current cycle's nodes, keeps it
-	// for hold (or less if ctx ends), undoes it, and returns the service
-	// ids of the nodes it hit.
-	Inject func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(n int) int, hold time.Duration) []string
+	// Inject injects the fault against t, keeps it for hold (or less if ctx
+	// ends), undoes it, and returns the service ids of the nodes (or the
+	// Primary) it hit: an error is explained by the fault only if it names
+	// one of them.
+	Inject func(ctx context.Context, t Target, pick func(n int) int, hold time.Duration) []string
 }
 
 // FakeEnv returns the fake-Tor environment of tn with the faults Sever,
@@ -154,20 +174,20 @@ func FakeEnv(tn *tortest.Network) *Env {
 		Name:       "fake Tor",
 		Controller: tn.Controller(), NodeDialer: tn.Dialer(), ClientDialer: tn.Dialer(),
 		Faults: []Injector{
-			{Sever, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
-				id := nodes[pick(len(nodes))].Onion.ServiceID
+			{Sever, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+				id := t.Nodes[pick(len(t.Nodes))].Onion.ServiceID
 				tn.Sever(id)
 				return []string{id}
 			}},
-			{Partition, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
-				id := nodes[pick(len(nodes))].Onion.ServiceID
+			{Partition, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+				id := t.Nodes[pick(len(t.Nodes))].Onion.ServiceID
 				tn.Partition(id)
 				wait(ctx, hold)
 				tn.Heal(id)
 				return []string{id}
 			}},
-			{Stall, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
-				id := nodes[pick(len(nodes))].Onion.ServiceID
+			{Stall, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+				id := t.Nodes[pick(len(t.Nodes))].Onion.ServiceID
 				stalled.Store(id)
 				wait(ctx, hold)
 				stalled.Store("")
@@ -314,10 +334,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return rng.IntN(n)
 		}
 		bg.Go(func() {
-			for sleep(jitter(cfg.FaultGap)) {
-				inj := env.Faults[pick(len(env.Faults))]
+			for turn := 0; sleep(jitter(cfg.FaultGap)); turn++ {
+				inj := env.Faults[turn%len(env.Faults)]
+				if !env.InTurn {
+					inj = env.Faults[pick(len(env.Faults))]
+				}
+				target := Target{Nodes: p.Cycle().Nodes, Primary: p.Onion().ServiceID}
+				for _, o := range p.Onions() {
+					target.Live = append(target.Live, o.ServiceID)
+				}
 				start := since()
-				ids := inj.Inject(runCtx, p.Cycle().Nodes, pick, jitter(cfg.FaultHold))
+				hold := jitter(cfg.FaultHold)
+				if env.FixedHold {
+					hold = cfg.FaultHold
+				}
+				ids := inj.Inject(runCtx, target, pick, hold)
 				end := since()
 				mu.Lock()
 				for _, id := range ids {
@@ -336,6 +367,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		})
 	}
+	primary := p.Onion().Addr()
 	var senders sync.WaitGroup
 	for s := range cfg.Senders {
 		c := clients[s%len(clients)]
@@ -346,7 +378,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if i >= int64(cfg.Messages) && enough || ctx.Err() != nil {
 					return
 				}
-				r := send(ctx, c, i, cfg.Deadline, since)
+				r := send(ctx, c, i, cfg.Deadline, since, primary)
 				recMu.Lock()
 				res.Records = append(res.Records, r)
 				recMu.Unlock()
@@ -365,8 +397,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// send sends message i and records it.
-func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Duration, since func() time.Duration) Record {
+// send sends message i and records it. primary is the Primary's address: an
+// error that names no hop but failed to reach an onion is the client's fetch
+// of the cycle, the only dial it makes that is not to a hop, and is recorded
+// as naming the Primary (hop 0).
+func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Duration, since func() time.Duration, primary string) Record {
 	mctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	r := Record{Start: since()}
@@ -390,6 +425,8 @@ func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Durat
 			// The deadline passed with neither an answer nor a hop to
 			// blame: the message is lost.
 			r.Outcome = Lost
+		} else if errors.Is(err, ghostcomm.ErrOnionUnreachable) || errors.Is(err, ghostcomm.ErrOnionNotFound) {
+			r.Onion = primary
 		}
 	}
 	return r

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/textproto"
@@ -20,18 +21,14 @@ import (
 )
 
 // TestnetEnv starts a private Tor network on 127.0.0.1 (torctl/testnet: 3
-// authorities, 3 relays, 2 client tors) and nodeTors more tors that host the
-// nodes' onions, and returns the environment and the function that stops
-// every tor it started. cycleNodes is PrimaryConfig.Nodes. The Primary's onion is on client0, which also
-// carries the nodes' dials; the soak's clients dial through client1. Faults:
-// SigStop stops a node tor (SIGSTOP by PID) for the hold and resumes it
-// (SIGCONT); Circuits closes every circuit of client0 or client1 (severing
-// their streams) and counts as a fault of every node.
+// authorities, 3 relays, a client tor) and the tors of TestnetEnvOn, and
+// returns the environment and the function that stops every tor it
+// started. cycleNodes is PrimaryConfig.Nodes. The faults are taken in turn.
 func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger) (_ *Env, closeAll func() error, err error) {
 	if nodeTors < 1 {
 		return nil, nil, fmt.Errorf("soak: %d node tors", nodeTors)
 	}
-	n, err := testnet.Start(ctx, testnet.Config{Clients: 2, Logger: log})
+	n, err := testnet.Start(ctx, testnet.Config{Clients: 1, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -42,9 +39,24 @@ func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger)
 	return env, func() error { return errors.Join(closeEnv(), n.Close()) }, nil
 }
 
-// TestnetEnvOn is TestnetEnv on a running network with at least two
-// clients (testnet.Shared, for example): it adds the node tors, and
-// closeAll stops only what it added.
+// TestnetEnvOn returns the environment of a soak on a running network
+// (testnet.Shared, for example): it adds nodeTors tors that host the nodes'
+// onions and one tor for the soak's clients, and closeAll stops only what
+// it added. The Primary's onion is on the network's first client tor, which
+// also carries the nodes' dials. Faults, taken in turn:
+//
+//   - SigStop stops a node tor (SIGSTOP by PID) for the hold and resumes it
+//     (SIGCONT); it hits every node that tor hosts.
+//   - Circuits closes every circuit of the Primary's or the clients' tor,
+//     severing every stream on them; it hits every node and the Primary.
+//   - ClientTor restarts the clients' tor (SIGTERM, 2 s down, started again
+//     on the same data directory and SocksPort, which the clients' Dialer
+//     keeps using); it hits every node and the Primary.
+//   - RelayKill kills one of the network's relays with SIGKILL, keeps it
+//     down for the hold and starts it again on the same data directory and
+//     ports (it rejoins with the same keys); it hits every node and the
+//     Primary. Only when this process started the relays (TestnetEnv, not
+//     a network shared by another test binary).
 func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes int) (_ *Env, closeAll func() error, err error) {
 	if nodeTors < 1 {
 		return nil, nil, fmt.Errorf("soak: %d node tors", nodeTors)
@@ -68,24 +80,38 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 		}
 	}()
 	clients := n.Clients()
-	if len(clients) < 2 {
-		return nil, nil, fmt.Errorf("soak: the network has %d client tors, want 2", len(clients))
+	if len(clients) < 1 {
+		return nil, nil, fmt.Errorf("soak: the network has no client tor")
 	}
-	tors := make([]*testnet.Tor, nodeTors)
-	errs := make([]error, nodeTors)
+	// tors[nodeTors] is the clients' tor.
+	tors := make([]*testnet.Tor, nodeTors+1)
+	errs := make([]error, nodeTors+1)
 	var wg sync.WaitGroup
-	for i := range nodeTors {
-		wg.Go(func() { tors[i], errs[i] = n.AddTor(ctx, fmt.Sprintf("soaknode%d", i), nil) })
+	for i := range nodeTors + 1 {
+		name := fmt.Sprintf("soaknode%d", i)
+		if i == nodeTors {
+			name = "soakclient"
+		}
+		wg.Go(func() { tors[i], errs[i] = n.AddTor(ctx, name, nil) })
 	}
 	wg.Wait()
-	for _, t := range tors {
-		if t != nil {
-			closers = append(closers, func() error { return n.StopTor(t) })
+	// The clients' tor is restarted by a fault: torMu guards added.
+	var torMu sync.Mutex
+	added := tors
+	for i := range added {
+		if added[i] != nil {
+			closers = append(closers, func() error {
+				torMu.Lock()
+				defer torMu.Unlock()
+				return n.StopTor(added[i])
+			})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
+	clientTor := added[nodeTors]
+	tors = tors[:nodeTors:nodeTors]
 	connect := func(t *testnet.Tor) (*torctl.Controller, error) {
 		c, err := torctl.Connect(ctx, torctl.ConnectConfig{Addr: t.ControlAddr, CookiePath: t.CookiePath})
 		if err == nil {
@@ -108,7 +134,7 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 	if err != nil {
 		return nil, nil, err
 	}
-	clientDialer, err := torctl.NewDialer(clients[1].SocksAddr, torctl.DialerConfig{})
+	clientDialer, err := torctl.NewDialer(clientTor.SocksAddr, torctl.DialerConfig{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -118,13 +144,15 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 		case <-time.After(d):
 		}
 	}
+	everyone := func(t Target) []string { return append(append([]string(nil), t.Live...), t.Primary) }
 	env := &Env{
 		Name:       "private Tor network (torctl/testnet)",
 		Controller: h, NodeDialer: nodeDialer, ClientDialer: clientDialer,
+		InTurn: true, FixedHold: true,
 		Faults: []Injector{
-			{SigStop, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
+			{SigStop, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
 				k := pick(len(tors))
-				ids := h.hostedBy(k, nodes)
+				ids := h.hostedBy(k)
 				pid := tors[k].PID
 				stopped.Store(pid, true)
 				syscall.Kill(pid, syscall.SIGSTOP)
@@ -133,15 +161,52 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 				stopped.Delete(pid)
 				return ids
 			}},
-			{Circuits, func(ctx context.Context, nodes []ghostcomm.NodeInfo, pick func(int) int, hold time.Duration) []string {
-				closeCircuits(ctx, clients[pick(len(clients))])
-				var ids []string
-				for _, nd := range nodes {
-					ids = append(ids, nd.Onion.ServiceID)
+			{Circuits, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+				torMu.Lock()
+				tor := []*testnet.Tor{clients[0], added[nodeTors]}[pick(2)]
+				torMu.Unlock()
+				closeCircuits(ctx, tor)
+				return everyone(t)
+			}},
+			{ClientTor, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+				torMu.Lock()
+				defer torMu.Unlock()
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				defer cancel()
+				nt, err := n.Restart(rctx, added[nodeTors], syscall.SIGTERM, 2*time.Second)
+				if err != nil {
+					// The soak goes on without the clients' tor: its
+					// messages fail, and the report shows it.
+					log.Printf("soak: restarting the clients' tor: %v", err)
+					return everyone(t)
 				}
-				return ids
+				added[nodeTors] = nt
+				return everyone(t)
 			}},
 		},
+	}
+	relays := n.Relays()
+	if len(relays) > 0 && relays[0].Restartable() {
+		var relayMu sync.Mutex
+		closers = append(closers, func() error {
+			relayMu.Lock() // wait for a restart under way
+			defer relayMu.Unlock()
+			return nil
+		})
+		env.Faults = append(env.Faults, Injector{RelayKill, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
+			relayMu.Lock()
+			defer relayMu.Unlock()
+			k := pick(len(relays))
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			nt, err := n.Restart(rctx, relays[k], syscall.SIGKILL, hold)
+			if err != nil {
+				log.Printf("soak: restarting relay %s: %v", relays[k].Name, err)
+			} else {
+				relays[k] = nt
+			}
+			return everyone(t)
+		}})
 	}
 	return env, closeAll, nil
 }
@@ -194,14 +259,15 @@ func (h *hosts) RemoveOnion(ctx context.Context, serviceID string) error {
 	return h.nodes[k].RemoveOnion(ctx, serviceID)
 }
 
-// hostedBy returns the service ids of nodes hosted by node tor k.
-func (h *hosts) hostedBy(k int, nodes []ghostcomm.NodeInfo) []string {
+// hostedBy returns the service ids of every node onion that node tor k
+// hosts now, of whatever cycle.
+func (h *hosts) hostedBy(k int) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var ids []string
-	for _, nd := range nodes {
-		if o, ok := h.owner[nd.Onion.ServiceID]; ok && o == k {
-			ids = append(ids, nd.Onion.ServiceID)
+	for id, o := range h.owner {
+		if o == k {
+			ids = append(ids, id)
 		}
 	}
 	return ids

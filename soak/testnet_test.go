@@ -15,9 +15,11 @@ import (
 func TestMain(m *testing.M) { testnet.Main(m) }
 
 // TestShortSoakTestnet runs a short soak on the private Tor network with
-// SIGSTOP and closed-circuit faults: none lost, none unverified, every error
-// explained by a fault (counts, never timings); and every tor it added is
-// stopped afterwards.
+// every fault kind of TestnetEnvOn once (SIGSTOP of a node's tor, closed
+// circuits, a restart of the clients' tor; a relay killed and restarted when
+// this process started the network): none lost, none unverified, every
+// error explained by a fault (counts, never timings); and every tor it added
+// is stopped afterwards.
 func TestShortSoakTestnet(t *testing.T) {
 	n := testnet.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -36,8 +38,8 @@ func TestShortSoakTestnet(t *testing.T) {
 			added = append(added, pid)
 		}
 	}
-	if len(added) != 2 {
-		t.Errorf("%d tors added, want 2", len(added))
+	if len(added) != 3 {
+		t.Errorf("%d tors added, want 3 (2 for the nodes, 1 for the clients)", len(added))
 	}
 	closed := false
 	defer func() {
@@ -50,7 +52,7 @@ func TestShortSoakTestnet(t *testing.T) {
 		Messages: msgs, Senders: 4, Clients: 2, Period: time.Minute, Rotate: 10 * time.Second,
 		Faults: true, FaultGap: 4 * time.Second, FaultHold: 4 * time.Second,
 		Deadline: time.Minute, DialTimeout: 20 * time.Second, Settle: 30 * time.Second, Env: env,
-		MinFaults: 1,
+		MinFaults: len(env.Faults),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +63,10 @@ func TestShortSoakTestnet(t *testing.T) {
 	if s.Total < msgs || s.Verified+s.Unverified+s.Errors+s.Lost != s.Total {
 		t.Errorf("%d records for at least %d messages", s.Total, msgs)
 	}
-	if len(res.Faults) == 0 {
-		t.Errorf("no fault was injected")
+	for _, inj := range env.Faults {
+		if s.FaultCount[inj.Kind] == 0 {
+			t.Errorf("no %s fault was injected", inj.Kind)
+		}
 	}
 	if err := s.Check(); err != nil {
 		t.Error(err)
@@ -71,10 +75,15 @@ func TestShortSoakTestnet(t *testing.T) {
 	if err := closeEnv(); err != nil {
 		t.Errorf("stopping the node tors: %v", err)
 	}
+	for _, pid := range n.PIDs() {
+		if !before[pid] {
+			added = append(added, pid) // a tor restarted by a fault
+		}
+	}
 	for _, pid := range added {
 		// A tor this test added: it must be gone.
 		if err := syscall.Kill(pid, 0); err == nil && !zombie(pid) {
-			t.Errorf("node tor %d still runs", pid)
+			t.Errorf("tor %d still runs", pid)
 		}
 	}
 }

@@ -867,6 +867,101 @@ func (n *Network) StopTor(t *Tor) error {
 	return t.stop()
 }
 
+// Relays returns the relays (neither authorities nor clients) of the
+// network that run now, in the order Start started them.
+func (n *Network) Relays() []*Tor {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var relays []*Tor
+	for _, t := range n.tors {
+		if t.role == roleRelay {
+			relays = append(relays, t)
+		}
+	}
+	return relays
+}
+
+// Restartable reports whether Restart can restart t: this process started
+// it (a tor of a network shared by another test binary is not).
+func (t *Tor) Restartable() bool { return t.cmd != nil }
+
+// ErrNotOwned is returned by Restart for a tor that this process did not
+// start (a tor of a network shared by another test binary).
+var ErrNotOwned = errors.New("testnet: the tor was not started by this process")
+
+// Restart stops t with sig (syscall.SIGKILL to crash it, SIGTERM for a clean
+// exit; by PID), waits for it to exit and then for down (or until ctx
+// ends), and starts it again with the same
+// torrc, data directory and ports, so that it rejoins the network as the
+// same relay (same keys) or client (same SocksPort and ControlPort). It
+// waits under ctx until the new process answers on its ControlPort and, for
+// a client, has bootstrapped. The returned Tor replaces t, also in Clients;
+// t is not used again. If the new process fails to come up it is stopped.
+func (n *Network) Restart(ctx context.Context, t *Tor, sig syscall.Signal, down time.Duration) (*Tor, error) {
+	if sig != syscall.SIGKILL && sig != syscall.SIGTERM {
+		return nil, fmt.Errorf("testnet: Restart with %v: want SIGKILL or SIGTERM", sig)
+	}
+	n.mu.Lock()
+	owned := false
+	for _, x := range n.tors {
+		owned = owned || x == t
+	}
+	n.mu.Unlock()
+	if t.cmd == nil || !owned {
+		return nil, fmt.Errorf("%w: %s", ErrNotOwned, t.Name)
+	}
+	if err := t.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return nil, fmt.Errorf("testnet: %v %s (pid %d): %w", sig, t.Name, t.PID, err)
+	}
+	select {
+	case <-t.exited:
+	case <-time.After(stopGrace):
+		// SIGTERM lets tor close its listeners for up to ShutdownWaitLength.
+		t.cmd.Process.Kill()
+		<-t.exited
+	}
+	t.stop() // closes the owner connection
+	nt := &Tor{
+		Name: t.Name, ControlAddr: t.ControlAddr, SocksAddr: t.SocksAddr, DataDir: t.DataDir,
+		TorrcPath: t.TorrcPath, CookiePath: t.CookiePath,
+		role: t.role, nick: t.nick, orPort: t.orPort, dirPort: t.dirPort, controlPort: t.controlPort,
+		socksPort: t.socksPort, fingerprint: t.fingerprint, v3ident: t.v3ident, extra: t.extra,
+	}
+	n.mu.Lock()
+	for i, x := range n.tors {
+		if x == t {
+			n.tors = append(n.tors[:i:i], n.tors[i+1:]...)
+			break
+		}
+	}
+	for i, x := range n.clients {
+		if x == t {
+			n.clients[i] = nt
+		}
+	}
+	n.mu.Unlock()
+	if down > 0 {
+		t := time.NewTimer(down)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if err := n.launch(nt); err != nil {
+		return nil, err
+	}
+	err := n.own(ctx, nt)
+	if err == nil && nt.role == roleClient {
+		err = n.waitBootstrap(ctx, nt)
+	}
+	if err != nil {
+		return nil, errors.Join(err, n.StopTor(nt))
+	}
+	n.log.Info("testnet: restarted tor", "name", nt.Name, "signal", sig, "pid", nt.PID)
+	return nt, nil
+}
+
 // Close stops every tor the network started, waits for them to exit, and
 // removes the network's directory unless Config.Dir named it. It is
 // idempotent.

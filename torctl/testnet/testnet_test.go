@@ -431,3 +431,81 @@ func torsUsing(dir string) []int {
 	}
 	return pids
 }
+
+// TestRestart restarts a tor of the network (one this process added: the
+// shared network's own tors belong to the process that started them) with
+// SIGKILL: the old process is gone, the new one has another PID, the same
+// ports and the same data directory (its onion service keeps its address),
+// and it has bootstrapped again with its SocksPort open. Restart refuses tors this
+// process did not start and signals other than SIGKILL and SIGTERM.
+func TestRestart(t *testing.T) {
+	n := Shared(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := n.Restart(ctx, &Tor{Name: "stranger"}, syscall.SIGKILL, 0); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("Restart of a tor the network did not start: %v, want ErrNotOwned", err)
+	}
+	if len(n.Relays()) != numRelays {
+		t.Errorf("Relays: %d, want %d", len(n.Relays()), numRelays)
+	}
+	for _, r := range n.Relays() {
+		if r.Restartable() {
+			continue // a network this process started
+		}
+		if _, err := n.Restart(ctx, r, syscall.SIGKILL, 0); !errors.Is(err, ErrNotOwned) {
+			t.Errorf("Restart of %s of a shared network: %v, want ErrNotOwned", r.Name, err)
+		}
+	}
+	hs := filepath.Join(n.Dir(), "restart-hs")
+	old, err := n.AddTor(ctx, "restart", []string{"HiddenServiceDir " + hs, "HiddenServicePort 80 127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { n.StopTor(old) }()
+	if !old.Restartable() {
+		t.Fatalf("a tor added by this process is not restartable")
+	}
+	if _, err := n.Restart(ctx, old, syscall.SIGSTOP, 0); err == nil || !alive(old.PID) {
+		t.Errorf("Restart with SIGSTOP: %v (alive %v), want an error and the tor left running", err, alive(old.PID))
+	}
+	host, err := os.ReadFile(filepath.Join(hs, "hostname"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt, err := n.Restart(ctx, old, syscall.SIGKILL, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.StopTor(nt)
+	if alive(old.PID) {
+		t.Errorf("the killed tor %d still runs", old.PID)
+	}
+	if nt.PID == old.PID || !alive(nt.PID) {
+		t.Errorf("new pid %d (alive %v), old %d", nt.PID, alive(nt.PID), old.PID)
+	}
+	if nt.SocksAddr != old.SocksAddr || nt.ControlAddr != old.ControlAddr || nt.DataDir != old.DataDir {
+		t.Errorf("restarted with other addresses: %+v, was %+v", nt, old)
+	}
+	if again, err := os.ReadFile(filepath.Join(hs, "hostname")); err != nil || string(again) != string(host) {
+		t.Errorf("onion address after the restart %q (%v), was %q", again, err, host)
+	}
+	conn, err := net.DialTimeout("tcp", nt.SocksAddr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("SocksPort after the restart: %v", err)
+	}
+	conn.Close()
+	var found bool
+	for _, pid := range n.PIDs() {
+		found = found || pid == nt.PID
+		if pid == old.PID {
+			t.Errorf("PIDs still lists the killed tor %d", pid)
+		}
+	}
+	if !found {
+		t.Errorf("PIDs does not list the restarted tor %d", nt.PID)
+	}
+	if err := n.StopTor(nt); err != nil || alive(nt.PID) {
+		t.Errorf("StopTor after a restart: %v, alive %v", err, alive(nt.PID))
+	}
+}

@@ -52,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 2*time.Second, "nodes' and clients' dial timeout")
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "how long after a fault's end its errors still count as inside its window")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the fault and rotation schedule")
+	fs.IntVar(&cfg.MinRotations, "min-rotations", 0, "go on past -messages until the run has seen this many rotations")
+	fs.IntVar(&cfg.MinFaults, "min-faults", 0, "go on past -messages until the run has injected this many faults")
 	torMode := fs.String("tor", "fake", "network: fake (in process) or testnet (a private Tor network on 127.0.0.1; needs tor)")
 	nodeTors := fs.Int("node-tors", 3, "with -tor testnet: tors hosting the nodes' onions")
 	nofaults := fs.Bool("nofaults", false, "inject no faults")
@@ -75,8 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "testnet":
 		section, title = "testnet", "Private Tor network (torctl/testnet, real tor on 127.0.0.1)"
 		for name, v := range map[string]string{
-			"messages": "6000", "senders": "8", "clients": "2", "period": "60s", "rotate": "12s",
-			"fault-gap": "12s", "fault-hold": "20s", "deadline": "60s", "dial-timeout": "20s", "settle": "30s",
+			"messages": "20000", "senders": "32", "clients": "4", "period": "30s", "rotate": "-1s",
+			"fault-gap": "15s", "fault-hold": "20s", "deadline": "60s", "dial-timeout": "20s", "settle": "30s",
+			"min-rotations": "10", "min-faults": "8",
 			"plot": filepath.Join("..", "docs", "reliability-testnet.png"),
 		} {
 			if !set[name] {
