@@ -27,7 +27,17 @@ import (
 	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
-func TestMain(m *testing.M) { testnet.Main(m) }
+// TestMain logs, after the tests (which run in parallel), the figures they
+// collected.
+func TestMain(m *testing.M) { os.Exit(testnet.Wrap(figuresAfter{m}).Run()) }
+
+type figuresAfter struct{ m *testing.M }
+
+func (f figuresAfter) Run() int {
+	code := f.m.Run()
+	logFigures()
+	return code
+}
 
 // integrationTimeout bounds each integration test's tor work: ADD_ONION to
 // echo takes about 2 s on the private network; the margin is for loaded CI.
@@ -95,6 +105,9 @@ type env struct {
 func setup(t *testing.T) (*env, context.Context) {
 	t.Helper()
 	n := testnet.Shared(t)
+	// The integration tests share the network's tors, each with onions and
+	// controllers of its own: they run in parallel.
+	t.Parallel()
 	cs := n.Clients()
 	if len(cs) < 2 {
 		t.Fatalf("shared network has %d clients, want 2", len(cs))
@@ -614,19 +627,18 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
-// TestIntegrationZFigures runs last (tests run in source order) and logs the
-// figures the other tests collected.
-func TestIntegrationZFigures(t *testing.T) {
-	testnet.SkipUnlessAvailable(t)
+// logFigures logs the figures the integration tests collected.
+func logFigures() {
 	figures.Lock()
 	defer figures.Unlock()
 	if len(figures.published) == 0 {
-		t.Skip("no onion was created")
+		return
 	}
-	testnet.Figure(t, "ADD_ONION → descriptor uploaded: median %v, max %v over %d onions",
+	const name = "torctl integration tests"
+	testnet.FigureAfterTests(name, "ADD_ONION → descriptor uploaded: median %v, max %v over %d onions",
 		median(figures.published).Round(time.Millisecond), slices.Max(figures.published).Round(time.Millisecond), len(figures.published))
 	if len(figures.firstEcho) > 0 {
-		testnet.Figure(t, "ADD_ONION → first echo: median %v, max %v over %d onions",
+		testnet.FigureAfterTests(name, "ADD_ONION → first echo: median %v, max %v over %d onions",
 			median(figures.firstEcho).Round(time.Millisecond), slices.Max(figures.firstEcho).Round(time.Millisecond), len(figures.firstEcho))
 	}
 }

@@ -21,17 +21,34 @@ func Figure(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	line := fmt.Sprintf(format, args...)
 	tb.Logf("figure: %s", line)
+	if err := appendFigure(tb.Name(), line); err != nil {
+		tb.Logf("figure: %v", err)
+	}
+}
+
+// FigureAfterTests is Figure for a TestMain, after m.Run: for figures that
+// tests running in parallel collected. It prints the line on stdout and
+// appends it, under name, to the EnvFigures file.
+func FigureAfterTests(name, format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	fmt.Printf("%s: figure: %s\n", name, line)
+	if err := appendFigure(name, line); err != nil {
+		fmt.Printf("%s: figure: %v\n", name, err)
+	}
+}
+
+func appendFigure(name, line string) error {
 	path := os.Getenv(EnvFigures)
 	if path == "" {
-		return
+		return nil
 	}
 	figuresMu.Lock()
 	defer figuresMu.Unlock()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		tb.Logf("figure: cannot append to %s: %v", path, err)
-		return
+		return fmt.Errorf("cannot append to %s: %w", path, err)
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s: %s\n", tb.Name(), line)
+	_, err = fmt.Fprintf(f, "%s: %s\n", name, line)
+	return err
 }
