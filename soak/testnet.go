@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"log/slog"
 	"net"
 	"net/textproto"
 	"strings"
@@ -20,15 +19,16 @@ import (
 	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
-// TestnetEnv starts a private Tor network on 127.0.0.1 (torctl/testnet: 3
-// authorities, 3 relays, a client tor) and the tors of TestnetEnvOn, and
-// returns the environment and the function that stops every tor it
-// started. cycleNodes is PrimaryConfig.Nodes. The faults are taken in turn.
-func TestnetEnv(ctx context.Context, nodeTors, cycleNodes int, log *slog.Logger) (_ *Env, closeAll func() error, err error) {
+// TestnetEnv starts a private Tor network on 127.0.0.1 (testnet.Start with
+// cfg: 3 authorities, cfg.Relays relays, cfg.Clients client tors, at least
+// one) and the tors of TestnetEnvOn, and returns the environment and the
+// function that stops every tor it started. cycleNodes is
+// PrimaryConfig.Nodes. The faults are taken in turn.
+func TestnetEnv(ctx context.Context, cfg testnet.Config, nodeTors, cycleNodes int) (_ *Env, closeAll func() error, err error) {
 	if nodeTors < 1 {
 		return nil, nil, fmt.Errorf("soak: %d node tors", nodeTors)
 	}
-	n, err := testnet.Start(ctx, testnet.Config{Clients: 1, Logger: log})
+	n, err := testnet.Start(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

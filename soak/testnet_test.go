@@ -47,10 +47,10 @@ func TestShortSoakTestnet(t *testing.T) {
 			closeEnv()
 		}
 	}()
-	const msgs = 200
+	const msgs = 120
 	res, err := Run(ctx, Config{
 		Messages: msgs, Senders: 4, Clients: 2, Period: time.Minute, Rotate: 10 * time.Second,
-		Faults: true, FaultGap: 4 * time.Second, FaultHold: 4 * time.Second,
+		Faults: true, FaultGap: 3 * time.Second, FaultHold: 3 * time.Second,
 		Deadline: time.Minute, DialTimeout: 20 * time.Second, Settle: 30 * time.Second, Env: env,
 		MinFaults: len(env.Faults),
 	})

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cretz/bine/control"
 	"golang.org/x/net/proxy"
 
 	"github.com/ghostcomm/ghostcomm/torctl/testnet"
@@ -889,31 +891,59 @@ func TestEndToEnd(t *testing.T) {
 	if got, _ := os.ReadFile(svc.TorrcPath); !bytes.Equal(got, orig) {
 		t.Errorf("torrc after --remove differs from the harness's:\n%s", got)
 	}
+	// The service tor stops running the service (it drops its descriptor:
+	// GETINFO hs/service/desc/id answers 552)...
+	id := strings.TrimSuffix(addr, ".onion")
 	gctx, gcancel := context.WithTimeout(context.Background(), goneDeadline)
 	defer gcancel()
-	tries := 0
-	var last error
-	for {
-		tries++
-		actx, acancel := context.WithTimeout(gctx, goneAttempt)
-		at := time.Now()
-		_, err := fetch(actx, client.SocksAddr, addr)
-		acancel()
-		last = err
-		t.Logf("after --remove, attempt %d (%v): %v", tries, time.Since(at).Round(time.Millisecond), err)
-		if err != nil && socksRefusal.MatchString(err.Error()) {
-			testnet.Figure(t, "onion refused %v after --remove started (%d attempts): %v",
-				time.Since(removed).Round(time.Millisecond), tries, err)
-			break
-		}
+	for servesOnion(t, svc, id) {
 		if gctx.Err() != nil {
-			t.Fatalf("the onion still answered or failed otherwise %v after --remove (%d attempts); last: %v", goneDeadline, tries, last)
+			t.Fatalf("the service tor still runs %s %v after --remove", addr, goneDeadline)
 		}
-		select {
-		case <-gctx.Done():
-		case <-time.After(time.Second):
-		}
+		time.Sleep(retryPause)
 	}
+	dropped := time.Since(removed)
+	// ...and the onion no longer answers: tor refuses the stream, or it
+	// gets nowhere within goneAttempt. (A client that had the descriptor
+	// keeps trying the old introduction points for about a minute before
+	// tor refuses with 0xF2.)
+	actx, acancel := context.WithTimeout(gctx, goneAttempt)
+	at := time.Now()
+	body, err = fetch(actx, client.SocksAddr, addr)
+	acancel()
+	if err == nil {
+		t.Fatalf("the removed onion still answered %v after --remove: %q", time.Since(removed).Round(time.Millisecond), body)
+	}
+	if !socksRefusal.MatchString(err.Error()) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fetch of the removed onion: %v, want a SOCKS refusal or no answer", err)
+	}
+	testnet.Figure(t, "service dropped %v after --remove started; a fetch then failed after %v: %v",
+		dropped.Round(time.Millisecond), time.Since(at).Round(time.Millisecond), err)
+}
+
+// servesOnion asks tor, on a control connection of the test's own, whether
+// it runs the onion service id (GETINFO hs/service/desc/id/<id>).
+func servesOnion(t *testing.T, tor *testnet.Tor, id string) bool {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", tor.ControlAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	conn := control.NewConn(textproto.NewConn(raw))
+	if err := conn.Authenticate(""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.GetInfo("hs/service/desc/id/" + id)
+	var te *textproto.Error
+	if errors.As(err, &te) && (te.Code == 551 || te.Code == 552) { // not found, unknown
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
 }
 
 // shellJoin quotes args for bash -c.

@@ -83,6 +83,17 @@ type Config struct {
 
 	// Logger receives progress messages. Nil discards them.
 	Logger *slog.Logger
+
+	// Relays is the number of relays (besides the 3 authorities). Zero
+	// means 3; at most 16.
+	Relays int
+
+	// VotingInterval is the authorities' V3AuthVotingInterval after the
+	// first consensus (which comes after 10 s). Zero means 10 s. On a test
+	// network tor makes an onion service time period (the span of a
+	// descriptor's blinded key) 24 voting intervals long: 4 minutes at 10
+	// s, an hour at 150 s. It must be whole seconds from 10 s to 1 hour.
+	VotingInterval time.Duration
 }
 
 // Tor is one tor process of the network. Its fields are read-only.
@@ -149,6 +160,7 @@ type Network struct {
 	files       commonFiles
 	authLines   []string
 	authAddrs   []string
+	voting      int // V3AuthVotingInterval in seconds, 0 for the default
 	bootstrap   time.Duration
 	pid         int
 
@@ -219,6 +231,15 @@ func start(ctx context.Context, cfg Config, bootstrap bool) (_ *Network, err err
 	if cfg.Clients == 0 {
 		cfg.Clients = 1
 	}
+	if cfg.Relays == 0 {
+		cfg.Relays = numRelays
+	}
+	if cfg.Relays < 1 || cfg.Relays > 16 {
+		return nil, fmt.Errorf("testnet: Relays %d: want 1 to 16", cfg.Relays)
+	}
+	if v := cfg.VotingInterval; v != 0 && (v < 10*time.Second || v > time.Hour || v%time.Second != 0) {
+		return nil, fmt.Errorf("testnet: VotingInterval %v: want whole seconds from 10s to 1h", v)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -228,6 +249,7 @@ func start(ctx context.Context, cfg Config, bootstrap bool) (_ *Network, err err
 		torPath:     torPath,
 		gencertPath: gencert,
 		pid:         os.Getpid(),
+		voting:      int(cfg.VotingInterval / time.Second),
 	}
 	if cfg.Dir == "" {
 		if n.dir, err = os.MkdirTemp("", "ghostcomm-testnet-"); err != nil {
@@ -258,7 +280,7 @@ func start(ctx context.Context, cfg Config, bootstrap bool) (_ *Network, err err
 	for i := range numAuthorities {
 		all = append(all, n.newTor(fmt.Sprintf("auth%d", i), roleAuthority))
 	}
-	for i := range numRelays {
+	for i := range cfg.Relays {
 		all = append(all, n.newTor(fmt.Sprintf("relay%d", i), roleRelay))
 	}
 	for i := range cfg.Clients {
@@ -281,14 +303,14 @@ func start(ctx context.Context, cfg Config, bootstrap bool) (_ *Network, err err
 	defer release()
 
 	begin := time.Now()
-	if err := n.makeKeys(ctx, all[:numAuthorities+numRelays]); err != nil {
+	if err := n.makeKeys(ctx, all[:numAuthorities+cfg.Relays]); err != nil {
 		return nil, err
 	}
 	for _, t := range all[:numAuthorities] {
 		n.authLines = append(n.authLines, authorityLine(t.nick, t.orPort, t.dirPort, t.v3ident, t.fingerprint))
 		n.authAddrs = append(n.authAddrs, fmt.Sprintf("127.0.0.1:%d", t.dirPort))
 	}
-	if err := n.writeBandwidths(all[:numAuthorities+numRelays]); err != nil {
+	if err := n.writeBandwidths(all[:numAuthorities+cfg.Relays]); err != nil {
 		return nil, err
 	}
 	for _, t := range all {
@@ -492,16 +514,17 @@ func (n *Network) writeBandwidths(tors []*Tor) error {
 
 func (n *Network) spec(t *Tor) torrcSpec {
 	return torrcSpec{
-		role:        t.role,
-		nick:        t.nick,
-		dataDir:     t.DataDir,
-		controlPort: t.controlPort,
-		orPort:      t.orPort,
-		dirPort:     t.dirPort,
-		socksPort:   t.socksPort,
-		ownerPID:    n.pid,
-		authorities: n.authLines,
-		extra:       t.extra,
+		role:           t.role,
+		nick:           t.nick,
+		dataDir:        t.DataDir,
+		controlPort:    t.controlPort,
+		orPort:         t.orPort,
+		dirPort:        t.dirPort,
+		socksPort:      t.socksPort,
+		ownerPID:       n.pid,
+		authorities:    n.authLines,
+		extra:          t.extra,
+		votingInterval: n.voting,
 	}
 }
 

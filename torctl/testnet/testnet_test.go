@@ -161,6 +161,34 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if _, err := Start(context.Background(), Config{Dir: filepath.Join(t.TempDir(), "with space")}); err == nil {
 		t.Error("Dir with a space accepted")
 	}
+	for _, r := range []int{-1, 17} {
+		if _, err := Start(context.Background(), Config{Relays: r}); err == nil {
+			t.Errorf("Relays %d accepted", r)
+		}
+	}
+	for _, v := range []time.Duration{time.Second, 9 * time.Second, 10500 * time.Millisecond, 2 * time.Hour, -time.Minute} {
+		if _, err := Start(context.Background(), Config{VotingInterval: v}); err == nil {
+			t.Errorf("VotingInterval %v accepted", v)
+		}
+	}
+}
+
+// TestVotingInterval: the authorities' torrc carries the configured
+// V3AuthVotingInterval, 10 s by default; the first consensus still comes
+// after 10 s.
+func TestVotingInterval(t *testing.T) {
+	for _, c := range []struct{ set, want int }{{0, 10}, {150, 150}} {
+		text := renderTorrc(torrcSpec{role: roleAuthority, nick: "gcx", dataDir: "/x/d", controlPort: 1, orPort: 2, dirPort: 3,
+			authorities: testAuthorities, votingInterval: c.set}, testFiles)
+		if err := CheckTorrc(text, testAuthAddrs); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{fmt.Sprintf("\nV3AuthVotingInterval %d\n", c.want), "\nTestingV3AuthInitialVotingInterval 10\n"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("votingInterval %d: torrc lacks %q", c.set, strings.TrimSpace(want))
+			}
+		}
+	}
 }
 
 // TestSharedNetwork checks the running network: every torrc the package

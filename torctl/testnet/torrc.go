@@ -58,6 +58,9 @@ type torrcSpec struct {
 	ownerPID    int      // __OwningControllerProcess, 0 to omit
 	authorities []string // DirAuthority lines (without the keyword)
 	extra       []string // extra lines (clients only), checked by checkExtraLine
+	// votingInterval is the authorities' V3AuthVotingInterval in seconds
+	// (0: 10).
+	votingInterval int
 }
 
 // renderTorrc returns the torrc text for one tor of the private network, as
@@ -117,7 +120,11 @@ func renderTorrc(s torrcSpec, f commonFiles) string {
 		line("TestingV3AuthInitialVotingInterval 10")
 		line("TestingV3AuthInitialVoteDelay 2")
 		line("TestingV3AuthInitialDistDelay 2")
-		line("V3AuthVotingInterval 10")
+		voting := s.votingInterval
+		if voting == 0 {
+			voting = 10
+		}
+		line("V3AuthVotingInterval %d", voting)
 		line("V3AuthVoteDelay 2")
 		line("V3AuthDistDelay 2")
 		line("AuthDirTestReachability 0")

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/soak"
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.MinFaults, "min-faults", 0, "go on past -messages until the run has injected this many faults")
 	torMode := fs.String("tor", "fake", "network: fake (in process) or testnet (a private Tor network on 127.0.0.1; needs tor)")
 	nodeTors := fs.Int("node-tors", 3, "with -tor testnet: tors hosting the nodes' onions")
+	voting := fs.Duration("voting-interval", 150*time.Second, "with -tor testnet: the authorities' V3AuthVotingInterval (tor makes an onion service time period 24 of them long)")
+	relays := fs.Int("relays", 6, "with -tor testnet: relays of the network (besides 3 authorities)")
 	nofaults := fs.Bool("nofaults", false, "inject no faults")
 	out := fs.String("out", filepath.Join("..", "docs", "RELIABILITY.md"), "report to write (its fake-Tor section); empty: none")
 	plotPath := fs.String("plot", filepath.Join("..", "docs", "reliability-faketor.png"), "plot to write (.png or .svg); empty: none")
@@ -103,7 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *torMode == "testnet" {
 		fmt.Fprintln(stderr, "soak: starting a private Tor network on 127.0.0.1")
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		env, closeAll, err := soak.TestnetEnv(sctx, *nodeTors, cfg.Nodes, nil)
+		env, closeAll, err := soak.TestnetEnv(sctx, testnet.Config{Relays: *relays, VotingInterval: *voting}, *nodeTors, cfg.Nodes)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "soak: %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
