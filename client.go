@@ -334,11 +334,22 @@ func (c *Client) openPayload(box []byte, nonce [nonceSize]byte) (*Cycle, error) 
 	if ts != p.cycle.NotBefore.Unix() {
 		return nil, fmt.Errorf("%w: payload timestamp does not match its cycle", ErrMalformed)
 	}
-	if !p.cycle.ValidAt(c.cfg.Clock.Now()) {
+	if now := c.cfg.Clock.Now(); !p.cycle.ValidAt(now) {
+		if !now.Before(p.cycle.NotAfter) {
+			return nil, fmt.Errorf("%w: %w: cycle %s..%s", ErrStaleCycle, errPrimaryBehind, p.cycle.NotBefore.UTC(), p.cycle.NotAfter.UTC())
+		}
 		return nil, fmt.Errorf("%w: cycle %s..%s", ErrStaleCycle, p.cycle.NotBefore.UTC(), p.cycle.NotAfter.UTC())
 	}
 	return &p.cycle, nil
 }
+
+// errPrimaryBehind: the Primary handed out a cycle that has ended; its
+// successor is not ready yet (its onions are still being published).
+var errPrimaryBehind = errors.New("the primary has not replaced it yet")
+
+// behindRetries are the pauses before each new fetch while the Primary hands
+// out a cycle that has ended; the last one repeats.
+var behindRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
 // currentCycle returns the cached cycle, fetching a new one when there is
 // none or it ends within RefreshBefore.
@@ -366,13 +377,36 @@ func (c *Client) cached() *Cycle {
 }
 
 // fetchAndCache fetches a payload and caches its cycle. c.fetchMu is held.
+//
+// A Primary whose next cycle is late (its onions take longer to publish
+// than PublishAhead, over a tor that is slow or faulty) hands out the cycle
+// that has just ended. Rather than fail at once with ErrStaleCycle, and have
+// every caller's refetch fail the same way, fetchAndCache fetches again
+// after a pause (behindRetries) for as long as ctx leaves time for another
+// try; then it returns the ErrStaleCycle error, before ctx's deadline.
 func (c *Client) fetchAndCache(ctx context.Context) (*Cycle, error) {
-	cy, err := c.fetch(ctx)
-	if err != nil {
-		return nil, err
+	for i := 0; ; i++ {
+		cy, err := c.fetch(ctx)
+		if err == nil {
+			c.cache(cy)
+			return cy, nil
+		}
+		if !errors.Is(err, errPrimaryBehind) {
+			return nil, err
+		}
+		pause := behindRetries[min(i, len(behindRetries)-1)]
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < 2*pause {
+			return nil, err
+		}
+		c.cfg.Logger.Debug("the primary hands out a cycle that has ended; fetching again", "in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
 	}
-	c.cache(cy)
-	return cy, nil
 }
 
 // cache makes cy the cached cycle and arms its prefetch.

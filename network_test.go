@@ -537,3 +537,60 @@ func TestNextCycleReadyBeforeItsFirstMessage(t *testing.T) {
 		t.Fatalf("the next cycle's nodes were dialled %d times, want 9: none for its first message", got)
 	}
 }
+
+// A Primary whose next cycle is late (the first try at its onions never
+// publishes, so the successor comes a retry after the current cycle ended)
+// hands out the ended cycle for a moment. A Send in that gap waits for the
+// successor and is answered, rather than failing with ErrStaleCycle.
+func TestSendWaitsForLateCycle(t *testing.T) {
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	var mu sync.Mutex
+	seen := map[string]int{} // service id → order of creation
+	n.SetPublishDelay(func(id string) time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := seen[id]; !ok {
+			seen[id] = len(seen)
+		}
+		// The first cycle's 2 nodes and the Primary publish at once; the
+		// first try at the second cycle's nodes never does.
+		if k := seen[id]; k >= 3 && k < 5 {
+			return time.Hour
+		}
+		return 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const period, ahead = 3 * time.Second, time.Second
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{
+		Nodes: 2, Period: period, PublishAhead: ahead,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{PrefetchBefore: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := c.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Just after the first cycle ended: its successor's first try has
+	// failed (at the end of the cycle, PublishAhead after it started) and
+	// the retry comes a second later.
+	time.Sleep(time.Until(first.NotAfter) + 100*time.Millisecond)
+	if p.Cycle().ID != first.ID {
+		t.Fatalf("the next cycle came on time; the test needs it late")
+	}
+	res, err := c.Send(ctx, []byte("in the gap"))
+	if err != nil {
+		t.Fatalf("Send while the Primary was late: %v", err)
+	}
+	if !res.Verified || res.Cycle == first.ID {
+		t.Fatalf("Send: verified %v, cycle %x (the ended one is %x)", res.Verified, res.Cycle, first.ID)
+	}
+}

@@ -12,8 +12,8 @@
 // Result.Verified vouches for), unverified (an answer that is not), error (a
 // typed error, classified with ghostcomm.ActionFor and, when it is a
 // *ghostcomm.HopError, the hop it names; an error that names no hop but
-// failed to reach an onion is the client's fetch of the cycle and names the
-// Primary), or lost (neither an answer nor such an error before the
+// failed to reach an onion or got a cycle that had ended is the client's
+// fetch of the cycle and names the Primary), or lost (neither an answer nor such an error before the
 // message's deadline). Faults are recorded
 // as windows (kind, node, start, end); an error is explained by a fault when
 // the message overlaps that fault's window and the error names the faulted
@@ -398,9 +398,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // send sends message i and records it. primary is the Primary's address: an
-// error that names no hop but failed to reach an onion is the client's fetch
-// of the cycle, the only dial it makes that is not to a hop, and is recorded
-// as naming the Primary (hop 0).
+// error that names no hop but failed to reach an onion, or got a cycle that
+// had ended, is the client's fetch of the cycle, the only dial it makes
+// that is not to a hop, and is recorded as naming the Primary (hop 0).
 func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Duration, since func() time.Duration, primary string) Record {
 	mctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
@@ -425,7 +425,9 @@ func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Durat
 			// The deadline passed with neither an answer nor a hop to
 			// blame: the message is lost.
 			r.Outcome = Lost
-		} else if errors.Is(err, ghostcomm.ErrOnionUnreachable) || errors.Is(err, ghostcomm.ErrOnionNotFound) {
+		} else if errors.Is(err, ghostcomm.ErrOnionUnreachable) || errors.Is(err, ghostcomm.ErrOnionNotFound) || errors.Is(err, ghostcomm.ErrStaleCycle) {
+			// The fetch of the cycle: the Primary could not be reached,
+			// or handed out a cycle that had ended (its next one late).
 			r.Onion = primary
 		}
 	}

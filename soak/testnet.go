@@ -46,7 +46,9 @@ func TestnetEnv(ctx context.Context, cfg testnet.Config, nodeTors, cycleNodes in
 // also carries the nodes' dials. Faults, taken in turn:
 //
 //   - SigStop stops a node tor (SIGSTOP by PID) for the hold and resumes it
-//     (SIGCONT); it hits every node that tor hosts.
+//     (SIGCONT); it hits every node that tor hosts, and the Primary, which
+//     creates its next cycle's onions on the node tors in turn and cannot
+//     rotate while one of them is stopped.
 //   - Circuits closes every circuit of the Primary's or the clients' tor,
 //     severing every stream on them; it hits every node and the Primary.
 //   - ClientTor restarts the clients' tor (SIGTERM, 2 s down, started again
@@ -159,7 +161,7 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 				wait(ctx, hold)
 				syscall.Kill(pid, syscall.SIGCONT)
 				stopped.Delete(pid)
-				return ids
+				return append(ids, t.Primary)
 			}},
 			{Circuits, func(ctx context.Context, t Target, pick func(int) int, hold time.Duration) []string {
 				torMu.Lock()

@@ -19,6 +19,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	voting := fs.Duration("voting-interval", 150*time.Second, "with -tor testnet: the authorities' V3AuthVotingInterval (tor makes an onion service time period 24 of them long)")
 	relays := fs.Int("relays", 6, "with -tor testnet: relays of the network (besides 3 authorities)")
 	nofaults := fs.Bool("nofaults", false, "inject no faults")
+	records := fs.String("records", "", "file to write every message that was not verified to, one JSON object a line; empty: none")
 	out := fs.String("out", filepath.Join("..", "docs", "RELIABILITY.md"), "report to write (its fake-Tor section); empty: none")
 	plotPath := fs.String("plot", filepath.Join("..", "docs", "reliability-faketor.png"), "plot to write (.png or .svg); empty: none")
 	fs.Usage = func() {
@@ -126,6 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 3
 	}
 	s := res.Summarize()
+	if *records != "" {
+		if err := writeRecords(*records, res); err != nil {
+			fmt.Fprintf(stderr, "soak: %v\n", err)
+			return 3
+		}
+	}
 	fmt.Fprintf(stdout, "%d messages in %v: %d verified, %d errors (%d unexplained), %d lost, %d unverified; %d rotations, faults %v\n",
 		s.Total, res.Elapsed.Round(time.Millisecond), s.Verified, s.Errors, s.Unexplained, s.Lost, s.Unverified, len(res.Rotations), s.FaultCount)
 	link := ""
@@ -208,4 +216,24 @@ func writeSection(path, name, text string) error {
 		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
 	}
 	return os.WriteFile(path, []byte(doc), 0o644)
+}
+
+// writeRecords writes every record of res that is not a verified answer to
+// path, one JSON object a line, with the window the report puts it in.
+func writeRecords(path string, res *soak.Result) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, r := range res.Records {
+		if r.Outcome == soak.Verified {
+			continue
+		}
+		if err := enc.Encode(struct {
+			soak.Record
+			Outcome string
+			Window  string
+		}{r, r.Outcome.String(), res.Window(r)}); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
