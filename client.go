@@ -202,7 +202,9 @@ func (c *Client) closedErr(op string) error {
 // Fetch asks the Primary for the current lock-cycle payload, checks it and
 // caches it. Errors: ErrWrongPrimary, ErrBadSignature, ErrAuth and
 // ErrMalformed for a payload that is not genuine; ErrStaleCycle for one that
-// is not valid now; a dial error matching ErrOnionNotFound or
+// is not valid now (a cycle that has ended, handed out by a Primary whose
+// next cycle is late, is fetched again after a pause, up to 2 s apart, for
+// as long as ctx leaves time for another try, and Send does the same); a dial error matching ErrOnionNotFound or
 // ErrOnionUnreachable when the Primary cannot be reached; ErrBusy when the
 // Primary's queue of payload requests is full (PrimaryConfig.PayloadRate);
 // ctx's own error when it ends first; ErrClosed after Close. ActionFor says
