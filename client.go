@@ -97,7 +97,7 @@ type Client struct {
 	closing  context.Context // cancelled by Close
 	closeNow context.CancelFunc
 
-	fetchMu    sync.Mutex // one fetch at a time; guards authorized
+	fetchSem   chan struct{} // holds a token while a fetch is under way (one at a time); guards authorized
 	authorized bool
 	mu         sync.Mutex
 	cycle      *Cycle
@@ -169,7 +169,7 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	cl := &Client{cfg: c, dialer: dialer, invite: invite, keys: keys,
+	cl := &Client{cfg: c, dialer: dialer, invite: invite, keys: keys, fetchSem: make(chan struct{}, 1),
 		pool: newPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout, c.DialTimeout, c.Logger)}
 	cl.closing, cl.closeNow = context.WithCancel(context.Background())
 	return cl, nil
@@ -207,7 +207,10 @@ func (c *Client) closedErr(op string) error {
 // as long as ctx leaves time for another try, and Send does the same); a dial error matching ErrOnionNotFound or
 // ErrOnionUnreachable when the Primary cannot be reached; ErrBusy when the
 // Primary's queue of payload requests is full (PrimaryConfig.PayloadRate);
-// ctx's own error when it ends first; ErrClosed after Close. ActionFor says
+// ctx's own error when it ends first, together with ErrOnionUnreachable if
+// the Primary had not been reached by then (also when ctx ends while another
+// caller's fetch is under way: a caller waits for it only until its own
+// deadline); ErrClosed after Close. ActionFor says
 // what to do.
 func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	if err := c.closedErr("fetch"); err != nil {
@@ -215,8 +218,10 @@ func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
+	if err := c.lockFetch(ctx); err != nil {
+		return nil, err
+	}
+	defer c.unlockFetch()
 	cy, err := c.fetchAndCache(ctx)
 	if err != nil {
 		if cerr := c.closedErr("fetch"); cerr != nil {
@@ -228,7 +233,7 @@ func (c *Client) Fetch(ctx context.Context) (*Cycle, error) {
 }
 
 // authorize gives the invite's client authorization key to tor once.
-// c.fetchMu is held.
+// The fetch lock is held.
 func (c *Client) authorize(ctx context.Context) error {
 	if c.authorized || c.invite.ClientAuthKey == nil {
 		return nil
@@ -256,6 +261,10 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 	}
 	conn, err := c.dialPrimary(ctx)
 	if err != nil {
+		if !errors.Is(err, ErrOnionUnreachable) && !errors.Is(err, ErrOnionNotFound) && errors.Is(err, context.DeadlineExceeded) {
+			// A dial still under way at the deadline: name the cause.
+			return nil, fmt.Errorf("ghostcomm: reaching the primary: %w: no connection before the deadline: %w", ErrOnionUnreachable, err)
+		}
 		return nil, fmt.Errorf("ghostcomm: reaching the primary: %w", err)
 	}
 	defer conn.Close()
@@ -353,14 +362,37 @@ var errPrimaryBehind = errors.New("the primary has not replaced it yet")
 // out a cycle that has ended; the last one repeats.
 var behindRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
+// lockFetch takes the fetch lock: one fetch of the cycle at a time. A caller
+// whose ctx ends while another caller's fetch is under way gives up then,
+// with an error matching ErrOnionUnreachable (that fetch has not reached the
+// Primary in time) and ctx's error: a Send does not outlive its deadline
+// waiting for another's fetch.
+func (c *Client) lockFetch(ctx context.Context) error {
+	select {
+	case c.fetchSem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case c.fetchSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ghostcomm: reaching the primary: %w: a fetch of the cycle under way did not finish in time: %w", ErrOnionUnreachable, ctx.Err())
+	}
+}
+
+func (c *Client) unlockFetch() { <-c.fetchSem }
+
 // currentCycle returns the cached cycle, fetching a new one when there is
 // none or it ends within RefreshBefore.
 func (c *Client) currentCycle(ctx context.Context) (*Cycle, error) {
 	if cy := c.cached(); cy != nil {
 		return cy, nil
 	}
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
+	if err := c.lockFetch(ctx); err != nil {
+		return nil, err
+	}
+	defer c.unlockFetch()
 	if cy := c.cached(); cy != nil {
 		return cy, nil // another goroutine fetched it meanwhile
 	}
@@ -378,7 +410,8 @@ func (c *Client) cached() *Cycle {
 	return nil
 }
 
-// fetchAndCache fetches a payload and caches its cycle. c.fetchMu is held.
+// fetchAndCache fetches a payload and caches its cycle. The fetch lock is
+// held.
 //
 // A Primary whose next cycle is late (its onions take longer to publish
 // than PublishAhead, over a tor that is slow or faulty) hands out the cycle
@@ -453,22 +486,24 @@ func (c *Client) prefetchNext(cy *Cycle) {
 	defer c.bg.Done()
 	ctx, cancel := c.opContext(context.Background())
 	defer cancel()
-	c.fetchMu.Lock()
+	if err := c.lockFetch(ctx); err != nil {
+		return
+	}
 	c.mu.Lock()
 	stale := c.cycle != cy
 	c.mu.Unlock()
 	if stale { // fetched meanwhile
-		c.fetchMu.Unlock()
+		c.unlockFetch()
 		return
 	}
 	next, err := c.fetch(ctx)
 	if err != nil {
-		c.fetchMu.Unlock()
+		c.unlockFetch()
 		c.cfg.Logger.Debug("prefetch of the next cycle failed", "err", err)
 		return
 	}
 	if next.ID == cy.ID {
-		c.fetchMu.Unlock()
+		c.unlockFetch()
 		until := cy.NotAfter.Add(-c.cfg.RefreshBefore).Sub(c.cfg.Clock.Now())
 		if until > time.Second {
 			c.mu.Lock()
@@ -480,7 +515,7 @@ func (c *Client) prefetchNext(cy *Cycle) {
 		return
 	}
 	c.cache(next)
-	c.fetchMu.Unlock()
+	c.unlockFetch()
 	c.warm(ctx, next)
 }
 

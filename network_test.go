@@ -594,3 +594,56 @@ func TestSendWaitsForLateCycle(t *testing.T) {
 		t.Fatalf("Send: verified %v, cycle %x (the ended one is %x)", res.Verified, res.Cycle, first.ID)
 	}
 }
+
+// While a fetch of the cycle is stuck (the dial to the Primary hangs), a
+// second Send gives up at its own deadline instead of waiting for the
+// first, and both errors name the cause: the Primary was not reached
+// (ErrOnionUnreachable, with the deadline).
+func TestSendDeadlineWhileAnotherFetchHangs(t *testing.T) {
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	primary := p.Onion().ServiceID
+	n.SetDialLatency(func(addr string) time.Duration {
+		if strings.HasPrefix(addr, primary) {
+			return time.Hour
+		}
+		return 0
+	})
+	c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type result struct {
+		which string
+		err   error
+	}
+	done := make(chan result, 2)
+	go func() {
+		fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer fcancel()
+		_, err := c.Send(fctx, []byte("first"))
+		done <- result{"first", err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the first Send holds the fetch
+	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	_, err = c.Send(sctx, []byte("second"))
+	done <- result{"second", err}
+	for _, want := range []string{"second", "first"} {
+		r := <-done
+		if r.which != want {
+			t.Fatalf("%s Send returned before the %s one: the second waited for the first's fetch", r.which, want)
+		}
+		if !errors.Is(r.err, ghostcomm.ErrOnionUnreachable) || !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Errorf("%s Send: %v, want ErrOnionUnreachable and context.DeadlineExceeded", r.which, r.err)
+		}
+	}
+}

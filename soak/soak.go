@@ -13,11 +13,12 @@
 // typed error, classified with ghostcomm.ActionFor and, when it is a
 // *ghostcomm.HopError, the hop it names; an error that names no hop but
 // failed to reach an onion or got a cycle that had ended is the client's
-// fetch of the cycle and names the Primary), or lost (neither an answer nor such an error before the
-// message's deadline). Faults are recorded
-// as windows (kind, node, start, end); an error is explained by a fault when
-// the message overlaps that fault's window and the error names the faulted
-// node.
+// fetch of the cycle and names the Primary), or lost (neither an answer nor
+// such an error by the message's deadline: an error at the deadline that
+// names who did not answer, a hop or the Primary, is an error). Faults are
+// recorded as windows (kind, node, start, end); an error is explained by a
+// fault when the message overlaps that fault's window and the error names
+// the faulted node.
 package soak
 
 import (
@@ -421,14 +422,16 @@ func send(ctx context.Context, c *ghostcomm.Client, i int64, deadline time.Durat
 		var he *ghostcomm.HopError
 		if errors.As(err, &he) {
 			r.Hop, r.Onion = he.Hop, he.Onion
-		} else if errors.Is(err, context.DeadlineExceeded) || r.End-r.Start >= deadline {
-			// The deadline passed with neither an answer nor a hop to
-			// blame: the message is lost.
-			r.Outcome = Lost
 		} else if errors.Is(err, ghostcomm.ErrOnionUnreachable) || errors.Is(err, ghostcomm.ErrOnionNotFound) || errors.Is(err, ghostcomm.ErrStaleCycle) {
-			// The fetch of the cycle: the Primary could not be reached,
-			// or handed out a cycle that had ended (its next one late).
+			// The fetch of the cycle: the Primary could not be reached
+			// (also when the deadline came first: the error says so, as
+			// a HopError does for a hop), or handed out a cycle that had
+			// ended (its next one late).
 			r.Onion = primary
+		} else if errors.Is(err, context.DeadlineExceeded) || r.End-r.Start >= deadline {
+			// The deadline passed with neither an answer nor a hop or
+			// the Primary to blame: the message is lost.
+			r.Outcome = Lost
 		}
 	}
 	return r
