@@ -543,6 +543,7 @@ func TestNextCycleReadyBeforeItsFirstMessage(t *testing.T) {
 // hands out the ended cycle for a moment. A Send in that gap waits for the
 // successor and is answered, rather than failing with ErrStaleCycle.
 func TestSendWaitsForLateCycle(t *testing.T) {
+	t.Parallel()
 	n := tortest.NewNetwork(tortest.Config{})
 	defer n.Close()
 	var mu sync.Mutex
@@ -600,6 +601,7 @@ func TestSendWaitsForLateCycle(t *testing.T) {
 // first, and both errors name the cause: the Primary was not reached
 // (ErrOnionUnreachable, with the deadline).
 func TestSendDeadlineWhileAnotherFetchHangs(t *testing.T) {
+	t.Parallel()
 	n := tortest.NewNetwork(tortest.Config{})
 	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
