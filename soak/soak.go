@@ -74,8 +74,14 @@ const (
 	ClientTor FaultKind = "clienttor" // the clients' tor is restarted (SIGTERM, started again on the same SocksPort)
 )
 
+// AllNodes as a Fault's Node stands for every node, of whatever cycle (also
+// those created during the fault), and the Primary: a fault of the network
+// rather than of one node (a relay killed, a tor's circuits closed).
+const AllNodes = "*"
+
 // Fault is one injected fault against one node. An error is attributed to
-// it when the message overlaps [Start, End+Config.Settle] and names Node.
+// it when the message overlaps [Start, End+Config.Settle] and names Node
+// (any node or the Primary if Node is AllNodes).
 type Fault struct {
 	Kind       FaultKind
 	Node       string // service id of the faulted node
@@ -483,7 +489,7 @@ func (r Record) Explained(faults []Fault, settle time.Duration) (Fault, bool) {
 	var best Fault
 	found := false
 	for _, f := range faults {
-		if r.Start <= f.End+settle && r.End >= f.Start && r.Onion != "" && strings.HasPrefix(r.Onion, f.Node) {
+		if r.Start <= f.End+settle && r.End >= f.Start && r.Onion != "" && (f.Node == AllNodes || strings.HasPrefix(r.Onion, f.Node)) {
 			if !found || f.Start > best.Start {
 				best, found = f, true
 			}

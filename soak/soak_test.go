@@ -109,3 +109,22 @@ func TestReportAndPlot(t *testing.T) {
 		t.Fatalf("plot: %d bytes, %v", len(png), err)
 	}
 }
+
+// TestAllNodesFault: a fault of the whole network explains an error naming
+// any node or the Primary inside its window, but not one that names
+// nothing, nor one outside the window.
+func TestAllNodesFault(t *testing.T) {
+	faults := []Fault{{Kind: RelayKill, Node: AllNodes, Start: 10 * time.Second, End: 11 * time.Second}}
+	in := Record{Start: 10 * time.Second, End: 12 * time.Second, Outcome: Failed, Hop: 1, Onion: "bbbb.onion:80"}
+	if _, ok := in.Explained(faults, time.Second); !ok {
+		t.Errorf("%v not explained by a fault of every node", in)
+	}
+	for name, r := range map[string]Record{
+		"names nothing": {Start: 10 * time.Second, End: 12 * time.Second, Outcome: Failed},
+		"after":         {Start: 13 * time.Second, End: 14 * time.Second, Outcome: Failed, Hop: 1, Onion: "bbbb.onion:80"},
+	} {
+		if _, ok := r.Explained(faults, time.Second); ok {
+			t.Errorf("%s: %v explained", name, r)
+		}
+	}
+}

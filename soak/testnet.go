@@ -50,14 +50,14 @@ func TestnetEnv(ctx context.Context, cfg testnet.Config, nodeTors, cycleNodes in
 //     creates its next cycle's onions on the node tors in turn and cannot
 //     rotate while one of them is stopped.
 //   - Circuits closes every circuit of the Primary's or the clients' tor,
-//     severing every stream on them; it hits every node and the Primary.
+//     severing every stream on them; it hits every node (AllNodes).
 //   - ClientTor restarts the clients' tor (SIGTERM, 2 s down, started again
 //     on the same data directory and SocksPort, which the clients' Dialer
-//     keeps using); it hits every node and the Primary.
+//     keeps using); it hits every node (AllNodes).
 //   - RelayKill kills one of the network's relays with SIGKILL, keeps it
 //     down for the hold and starts it again on the same data directory and
-//     ports (it rejoins with the same keys); it hits every node and the
-//     Primary. Only when this process started the relays (TestnetEnv, not
+//     ports (it rejoins with the same keys); it hits every node (AllNodes).
+//     Only when this process started the relays (TestnetEnv, not
 //     a network shared by another test binary).
 func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes int) (_ *Env, closeAll func() error, err error) {
 	if nodeTors < 1 {
@@ -146,7 +146,9 @@ func TestnetEnvOn(ctx context.Context, n *testnet.Network, nodeTors, cycleNodes 
 		case <-time.After(d):
 		}
 	}
-	everyone := func(t Target) []string { return append(append([]string(nil), t.Live...), t.Primary) }
+	// A fault of a tor that carries every node's streams, or of a relay any
+	// circuit may use, hits every node, also those created while it lasts.
+	everyone := func(Target) []string { return []string{AllNodes} }
 	env := &Env{
 		Name:       "private Tor network (torctl/testnet)",
 		Controller: h, NodeDialer: nodeDialer, ClientDialer: clientDialer,
