@@ -5,7 +5,7 @@
 // Usage, from the soak directory:
 //
 //	go run ./cmd/soak [-messages 200000] [-senders 32] [-out ../docs/RELIABILITY.md]
-//	go run ./cmd/soak -tor testnet [-messages 3000]
+//	go run ./cmd/soak -tor testnet [-messages 20000] [-records FILE]
 //
 // With -tor testnet it starts the tors itself and stops every one of them
 // when it ends, also on Ctrl-C or SIGTERM.
@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", filepath.Join("..", "docs", "RELIABILITY.md"), "report to write (its fake-Tor section); empty: none")
 	plotPath := fs.String("plot", filepath.Join("..", "docs", "reliability-faketor.png"), "plot to write (.png or .svg); empty: none")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: soak [flags]\n\nRuns the soak on the in-process fake Tor (faults: sever, partition, stalled\ndials) or, with -tor testnet, on a private Tor network on 127.0.0.1 (faults:\nSIGSTOP of a node's tor, closed circuits): messages from concurrent senders,\nfaults and rotations; writes the report section and the plot. Exit 0: nothing lost, unverified or unexplained;\n1: the run shows otherwise; 2: usage; 3: the run or the report failed.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: soak [flags]\n\nRuns the soak on the in-process fake Tor (faults: sever, partition, stalled\ndials) or, with -tor testnet, on a private Tor network on 127.0.0.1 (faults, in\nturn: SIGSTOP of a node's tor, closed circuits, the clients' tor restarted,\na relay killed and restarted): messages from concurrent senders,\nfaults and rotations; writes the report section and the plot. Exit 0: nothing lost, unverified or unexplained;\n1: the run shows otherwise; 2: usage; 3: the run or the report failed.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
