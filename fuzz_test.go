@@ -83,6 +83,11 @@ func FuzzParsePayload(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add(seed[:120])
+	sealed, err := sealedSeed(seedPayload(f, 2), SealedConfig{Form: FormRelay, MaxPacket: SealedSmall}).marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := parsePayload(b)
 		if err != nil {

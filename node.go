@@ -44,6 +44,15 @@ type NodeConfig struct {
 	// Processor is what the node does to the data. Zero: IdentitySpec.
 	Processor ProcessorSpec
 
+	// Protocol is the message protocol the node speaks: ProtocolLayered
+	// (Message frames) or ProtocolSealed (SealedPacket frames, with a
+	// sealed-mode key made for this node alone: Info().SealedKey). A node
+	// refuses the other protocol's frames. Zero: ProtocolLayered. A
+	// Primary sets it from PrimaryConfig.Protocol.
+	Protocol Protocol
+	// Sealed configures sealed mode; zero with the layered protocol.
+	Sealed SealedConfig
+
 	// NotBefore and NotAfter bound the lock-cycle the node serves. Zero
 	// NotBefore means now; zero NotAfter means NotBefore plus ten years.
 	// The node refuses messages made for another cycle, and every message

@@ -63,6 +63,16 @@ type PrimaryConfig struct {
 	// cycle. Nil: DefaultProcessing.
 	Processing func(i int, rnd io.Reader) ProcessorSpec
 
+	// Protocol is the message protocol of every cycle, announced in the
+	// payload: ProtocolLayered or ProtocolSealed. Zero: ProtocolLayered.
+	// Sealed mode needs every node to have a sealed-mode key: it cannot
+	// be combined with a RemoteSource (ErrBadProtocol), and a cycle from a
+	// NodeSource whose nodes lack one does not form (ErrBadProtocol).
+	Protocol Protocol
+	// Sealed configures sealed mode; it must be zero with the layered
+	// protocol (ErrBadProtocol).
+	Sealed SealedConfig
+
 	// Key is the Primary's OpenPGP private key (unlocked, curve25519),
 	// which signs every payload; clients pin its fingerprint. Nil
 	// generates one, valid for this Primary only: give a stable key for
@@ -169,6 +179,18 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	}
 	if d.Processing == nil {
 		d.Processing = DefaultProcessing
+	}
+	var err error
+	if d.Protocol, d.Sealed, err = checkProtocol(d.Protocol, d.Sealed); err != nil {
+		return d, err
+	}
+	if d.Protocol == ProtocolSealed {
+		for _, s := range d.Sources {
+			if _, ok := s.(*RemoteSource); ok {
+				// A remote node's descriptor carries no sealed-mode key.
+				return d, fmt.Errorf("%w: sealed mode with remote nodes", ErrBadProtocol)
+			}
+		}
 	}
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
@@ -502,7 +524,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 // ErrTooFewNodes if they are fewer than MinNodes.
 func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	now := p.cfg.Clock.Now().Truncate(time.Second)
-	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace}
+	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace,
+		Protocol: p.cfg.Protocol, Sealed: p.cfg.Sealed}
 	if _, err := io.ReadFull(p.cfg.Rand, c.ID[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 	}
@@ -529,6 +552,9 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	}
 	var err error
 	if cs.encoded, err = marshalNodes(c.Nodes); err != nil {
+		return nil, errors.Join(err, cs.close())
+	}
+	if _, err := appendProtocol(nil, c); err != nil {
 		return nil, errors.Join(err, cs.close())
 	}
 	for _, b := range cs.batches {
