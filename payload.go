@@ -28,7 +28,7 @@ const (
 	payloadVersion        = 3
 	// sealedKeySize is the size of a node's sealed-mode X25519 public key.
 	sealedKeySize = 32
-	nonceSize             = 32
+	nonceSize     = 32
 	// maxOperatorSize bounds a node's operator label.
 	maxOperatorSize = 64
 
