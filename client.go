@@ -39,7 +39,9 @@ type ClientConfig struct {
 	// a fresh uniformly random order per message drawn from Rand, so that
 	// a hop cannot tell its position from its place in the payload; of
 	// nodes that share a non-empty NodeInfo.Operator, only the first in
-	// that order is kept, so that no operator serves two hops.
+	// that order is kept, so that no operator serves two hops. In a sealed
+	// cycle the default route keeps the first MaxSealedHops of that order,
+	// and a longer route of this func is ErrBadProtocol.
 	Route func(cycle *Cycle) []int
 	// PadHops hides route length: the innermost layer is padded by a
 	// random amount up to what PadHops-n more hops would add. Zero:
@@ -537,6 +539,9 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 		r = mrand.New(mrand.NewChaCha8(seed)).Perm(len(cy.Nodes))
 		clear(seed[:])
 		r = onePerOperator(r, cy.Nodes)
+		if cy.Protocol == ProtocolSealed && len(r) > MaxSealedHops {
+			r = r[:MaxSealedHops]
+		}
 	}
 	if len(r) == 0 {
 		return nil, errors.New("ghostcomm: empty route")
@@ -572,6 +577,9 @@ func onePerOperator(r []int, nodes []NodeInfo) []int {
 }
 
 func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+	if cy.Protocol == ProtocolSealed {
+		return c.sendSealed(ctx, cy, data)
+	}
 	pm, err := c.prepare(cy, data)
 	if err != nil {
 		return nil, err

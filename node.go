@@ -16,6 +16,7 @@ import (
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/replay"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 
@@ -242,6 +243,11 @@ type Node struct {
 	onion Onion
 	ts    int64 // the cycle's NotBefore: every layer's Fernet timestamp
 
+	// sealedKey is the node's sealed-mode key for this cycle (nil in the
+	// layered protocol), the X25519 key of a cv25519 OpenPGP subkey made
+	// for sealed mode alone.
+	sealedKey *sealed.PrivateKey
+
 	srv     *transport.Server
 	pool    *transport.Pool
 	replay  *replay.Cache
@@ -266,6 +272,10 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, errors.New("ghostcomm: NewNode needs a TorController and a Dialer")
 	}
 	c := cfg.withDefaults()
+	var err error
+	if c.Protocol, c.Sealed, err = checkProtocol(c.Protocol, c.Sealed); err != nil {
+		return nil, err
+	}
 	proc, err := NewProcessor(c.Processor)
 	if err != nil {
 		return nil, err
@@ -275,6 +285,12 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, err
 	}
 	n := &Node{cfg: c, tc: tc, keys: keys, proc: proc, ts: c.NotBefore.Unix()}
+	if c.Protocol == ProtocolSealed {
+		if n.sealedKey, err = newSealedKey(c.Rand, c.NotBefore); err != nil {
+			keys.Wipe()
+			return nil, err
+		}
+	}
 	n.replay = replay.New(c.ReplayCacheSize)
 	n.answers = newAnswerTable(c.MaxInflightBytes/8, c.HopTimeout)
 	empty := []NodeInfo{}
@@ -315,6 +331,7 @@ func (n *Node) Info() NodeInfo {
 		Onion:     n.onion,
 		PublicKey: append([]byte(nil), n.keys.Raw...),
 		Processor: n.cfg.Processor,
+		SealedKey: n.sealedPublic(),
 		pub:       &n.keys.PublicKey,
 	}
 }
@@ -408,7 +425,7 @@ func (n *Node) refuse(start time.Time, code wire.RejectCode, why error) (wire.Ty
 // transportRefused counts and reports a message the transport refused
 // before the node saw it (no room, no work slot, too large).
 func (n *Node) transportRefused(typ wire.Type, why error) {
-	if typ != wire.Message {
+	if typ != wire.Message && typ != wire.SealedPacket {
 		return
 	}
 	n.refuse(time.Now(), rejectFor(why), why)
@@ -418,6 +435,9 @@ func (n *Node) transportRefused(typ wire.Type, why error) {
 func (n *Node) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
 	start := time.Now()
 	now := n.cfg.Clock.Now()
+	if n.sealedKey != nil {
+		return n.handleSealed(ctx, r, start, now)
+	}
 	if r.Type != wire.Message {
 		return n.refuse(start, wire.RejectType, fmt.Errorf("%w: frame type %v", ErrMalformed, r.Type))
 	}

@@ -14,6 +14,7 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 )
 
 // Payload formats (docs/PROTOCOL.md, "Payload request" and "Lock-cycle
@@ -429,6 +430,11 @@ func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *layer.PublicKey
 			return nil, nil, fmt.Errorf("node %d: %w", i, err)
 		}
 		n.pub = pk
+		if n.SealedKey != nil {
+			if _, err := sealed.ParsePublicKey(n.SealedKey); err != nil {
+				return nil, nil, fmt.Errorf("node %d: sealed-mode key: %w", i, err)
+			}
+		}
 	}
 	return p, primary, nil
 }

@@ -4,6 +4,8 @@
 //
 //	go run ./examples/fullnetwork                 # on the in-process fake Tor
 //	go run ./examples/fullnetwork -hops 5 -msg "hello"
+//	go run ./examples/fullnetwork -protocol sealed              # sealed mode, chain form
+//	go run ./examples/fullnetwork -protocol sealed -form relay  # only the exit processes
 //	go run ./examples/fullnetwork -tor=testnet    # a private Tor network on 127.0.0.1
 //	go run ./examples/fullnetwork -tor=system     # a running tor: ControlPort 9051, SocksPort 9050
 //	go run ./examples/fullnetwork -tor=launch -torrc FILE -datadir DIR
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	datadir := fs.String("datadir", "", "tor data directory for -tor=launch (required there)")
 	timeout := fs.Duration("timeout", 0, "overall time limit (default: 30s on the fake Tor, 5m on a real one)")
 	verbose := fs.Bool("v", false, "log what the library does")
+	protocol := fs.String("protocol", "layered", "message protocol: layered or sealed")
+	form := fs.String("form", "", "sealed-mode form: chain (the default: every hop processes) or relay (only the exit does)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -63,6 +67,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *hops < 1 || *hops > 255 {
 		fmt.Fprintln(stderr, "fullnetwork: -hops must be 1..255")
+		return 2
+	}
+	netCfg := netConfig{hops: *hops, protocol: ghostcomm.Protocol(*protocol)}
+	if *form != "" {
+		if netCfg.protocol != ghostcomm.ProtocolSealed {
+			fmt.Fprintln(stderr, "fullnetwork: -form needs -protocol sealed")
+			return 2
+		}
+		netCfg.sealed.Form = ghostcomm.SealedForm(*form)
+	}
+	if netCfg.protocol != ghostcomm.ProtocolLayered && netCfg.protocol != ghostcomm.ProtocolSealed ||
+		netCfg.sealed.Form != "" && netCfg.sealed.Form != ghostcomm.FormChain && netCfg.sealed.Form != ghostcomm.FormRelay {
+		fmt.Fprintln(stderr, "fullnetwork: -protocol must be layered or sealed, -form chain or relay")
 		return 2
 	}
 	if *timeout == 0 {
@@ -93,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "fullnetwork: stopping Tor: %v\n", err)
 		}
 	}()
-	if err := demo(ctx, tor, *hops, []byte(*msg), logger, stdout); err != nil {
+	if err := demo(ctx, tor, netCfg, []byte(*msg), logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "fullnetwork: %v\n", err)
 		if errors.Is(err, ghostcomm.ErrVerify) {
 			return 1
@@ -103,13 +120,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog.Logger, out io.Writer) error {
+// netConfig is the network the demo assembles.
+type netConfig struct {
+	hops     int
+	protocol ghostcomm.Protocol // "" or layered: the layered protocol
+	sealed   ghostcomm.SealedConfig
+}
+
+func demo(ctx context.Context, tor *torSetup, nc netConfig, msg []byte, logger *slog.Logger, out io.Writer) error {
+	hops := nc.hops
 	var mu sync.Mutex
 	var events []ghostcomm.HopEvent
 	start := time.Now()
 	primary, err := ghostcomm.NewPrimary(ctx, tor.controller, tor.serviceDialer, ghostcomm.PrimaryConfig{
-		Nodes:  hops,
-		Logger: logger,
+		Nodes:    hops,
+		Protocol: nc.protocol,
+		Sealed:   nc.sealed,
+		Logger:   logger,
 		Node: ghostcomm.NodeConfig{
 			// On a real Tor, an onion not published within this is replaced.
 			PublishTimeout: 45 * time.Second,
@@ -128,7 +155,14 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 	cycle := primary.Cycle()
 	fmt.Fprintf(out, "Primary   %s  (up in %v, %d nodes each on its own onion)\n", primary.Onion().Addr(), time.Since(start).Round(time.Millisecond), hops)
 	fmt.Fprintf(out, "Invite    %s\n", invite)
-	fmt.Fprintf(out, "Cycle     %x  valid %s .. %s\n\n", cycle.ID[:6], cycle.NotBefore.UTC().Format(time.TimeOnly), cycle.NotAfter.UTC().Format(time.TimeOnly))
+	fmt.Fprintf(out, "Cycle     %x  valid %s .. %s\n", cycle.ID[:6], cycle.NotBefore.UTC().Format(time.TimeOnly), cycle.NotAfter.UTC().Format(time.TimeOnly))
+	relay := cycle.Protocol == ghostcomm.ProtocolSealed && cycle.Sealed.Form == ghostcomm.FormRelay
+	if cycle.Protocol == ghostcomm.ProtocolSealed {
+		fmt.Fprintf(out, "Protocol  sealed, %s form: packets and replies of a fixed size (largest class %d bytes), routes of at most %d hops\n\n",
+			cycle.Sealed.Form, cycle.Sealed.MaxPacket, ghostcomm.MaxSealedHops)
+	} else {
+		fmt.Fprintf(out, "Protocol  layered\n\n")
+	}
 
 	client, err := ghostcomm.NewClient(tor.clientDialer, invite, ghostcomm.ClientConfig{Logger: logger})
 	if err != nil {
@@ -140,7 +174,7 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		return fmt.Errorf("fetching the lock-cycle payload: %w", err)
 	}
 	fmt.Fprintf(out, "Client    fetched and verified the payload (signed by %s...) in %v\n", invite.Fingerprint.String()[:16], time.Since(t0).Round(time.Millisecond))
-	fmt.Fprintf(out, "Client    sends %q through %d hops\n\n", msg, hops)
+	fmt.Fprintf(out, "Client    sends %q through %d hops\n\n", msg, min(hops, routeMax(cycle)))
 
 	res, err := client.Send(ctx, msg)
 	if err != nil && !errors.Is(err, ghostcomm.ErrVerify) {
@@ -159,7 +193,12 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		fmt.Fprintf(out, "       %s: %d bytes in, %d bytes out; peel, process and seal %v; answered after %v\n",
 			ev.Processor, ev.InSize, ev.OutSize, ev.Process.Round(time.Microsecond), ev.Total.Round(time.Microsecond))
 	}
-	want, _ := ghostcomm.Expected(res.Route, msg)
+	// In relay form only the exit processes the data.
+	processed := res.Route
+	if relay {
+		processed = res.Route[len(res.Route)-1:]
+	}
+	want, _ := ghostcomm.Expected(processed, msg)
 	fmt.Fprintf(out, "\nResult    %s\n", printable(res.Data))
 	fmt.Fprintf(out, "Expected  %s\n", printable(want))
 	fmt.Fprintf(out, "Round trip %v\n", res.RoundTrip.Round(time.Microsecond))
@@ -170,9 +209,21 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		}
 		return err
 	}
-	fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	if relay {
+		fmt.Fprintln(out, "Verified  yes: the exit processed the data, and only this client could read the answer")
+	} else {
+		fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	}
 	printStats(out, primary.Stats())
 	return nil
+}
+
+// routeMax is the longest route the cycle's protocol carries.
+func routeMax(c *ghostcomm.Cycle) int {
+	if c.Protocol == ghostcomm.ProtocolSealed {
+		return ghostcomm.MaxSealedHops
+	}
+	return len(c.Nodes)
 }
 
 // printStats prints the counters an operator watches.

@@ -74,7 +74,7 @@ func TestFullNetworkOnTestnet(t *testing.T) {
 	if len(pids) != 8 { // 3 authorities, 3 relays, 2 clients
 		t.Errorf("%d tor processes, want 8", len(pids))
 	}
-	err = demo(ctx, tor, 3, []byte("over real onions"), nil, &out)
+	err = demo(ctx, tor, netConfig{hops: 3}, []byte("over real onions"), nil, &out)
 	if cerr := tor.close(); cerr != nil {
 		t.Errorf("stopping tor: %v", cerr)
 	}

@@ -278,4 +278,5 @@ const (
 	ReportProcessing     ReportCode = 6 // the processor failed
 	ReportBadRoute       ReportCode = 7 // the next hop index is unknown
 	ReportNextBrokeReply ReportCode = 8 // the next hop's answer was not a valid frame
+	ReportBudget         ReportCode = 9 // sealed mode: the hop's budget is below its floor
 )
