@@ -2,10 +2,16 @@ package sealed
 
 import (
 	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/subtle"
+	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	pgpecdh "github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // PublicKey is an X25519 public key: a canonical little-endian u-coordinate.
@@ -18,23 +24,136 @@ type PrivateKey struct {
 	pub PublicKey
 }
 
+// x25519Ops counts X25519 scalar multiplications (fixed-base and
+// variable-base), for the test that a relaying hop does exactly one.
+var x25519Ops atomic.Uint64
+
+// newECDHKey makes an ecdh key from scalar: one fixed-base multiplication.
+func newECDHKey(scalar []byte) (*ecdh.PrivateKey, error) {
+	x25519Ops.Add(1)
+	k, err := ecdh.X25519().NewPrivateKey(scalar)
+	if err != nil {
+		return nil, fmt.Errorf("%w: X25519 scalar: %v", ErrMalformed, err)
+	}
+	return k, nil
+}
+
+// x25519 writes X25519(k, u) to s. It refuses a non-canonical u or a
+// low-order point (an all-zero result) with ErrMalformed.
+func x25519(s *[KeySize]byte, k *ecdh.PrivateKey, u []byte) error {
+	if !canonicalU(u) {
+		return fmt.Errorf("%w: non-canonical X25519 point", ErrMalformed)
+	}
+	p, err := ecdh.X25519().NewPublicKey(u)
+	if err != nil {
+		return fmt.Errorf("%w: X25519 point: %v", ErrMalformed, err)
+	}
+	x25519Ops.Add(1)
+	out, err := k.ECDH(p)
+	if err != nil { // all-zero output: a low-order point
+		return fmt.Errorf("%w: low-order X25519 point", ErrMalformed)
+	}
+	copy(s[:], out)
+	return nil
+}
+
+// canonicalU reports whether u, a little-endian Curve25519 u-coordinate, is
+// in canonical form: below 2^255-19. X25519 ignores the top bit and reduces
+// larger values, so without this check two encodings give the same secret.
+func canonicalU(u []byte) bool {
+	if len(u) != KeySize || u[31]&0x80 != 0 {
+		return false
+	}
+	if u[31] != 0x7f || u[0] < 0xed {
+		return true
+	}
+	for _, b := range u[1:31] {
+		if b != 0xff {
+			return true
+		}
+	}
+	return false
+}
+
 // GenerateKey makes a private key from KeySize bytes of rnd (crypto/rand
 // when rnd is nil).
-func GenerateKey(rnd io.Reader) (*PrivateKey, error) { return nil, errNotImplemented }
+func GenerateKey(rnd io.Reader) (*PrivateKey, error) {
+	var b [KeySize]byte
+	if err := readRand(rnd, b[:]); err != nil {
+		return nil, err
+	}
+	return NewPrivateKey(b[:])
+}
+
+// readRand fills b from rnd, or crypto/rand when rnd is nil.
+func readRand(rnd io.Reader, b []byte) error {
+	if rnd == nil {
+		rand.Read(b) // never fails (Go 1.24+)
+		return nil
+	}
+	if _, err := io.ReadFull(rnd, b); err != nil {
+		return fmt.Errorf("sealed: reading randomness: %w", err)
+	}
+	return nil
+}
 
 // NewPrivateKey makes a private key from a KeySize-byte X25519 scalar (RFC
 // 7748 order; it is clamped when used).
-func NewPrivateKey(scalar []byte) (*PrivateKey, error) { return nil, errNotImplemented }
+func NewPrivateKey(scalar []byte) (*PrivateKey, error) {
+	if len(scalar) != KeySize {
+		return nil, fmt.Errorf("%w: X25519 scalar of %d bytes", ErrMalformed, len(scalar))
+	}
+	k, err := newECDHKey(scalar)
+	if err != nil {
+		return nil, err
+	}
+	pk := &PrivateKey{k: k}
+	copy(pk.pub[:], k.PublicKey().Bytes())
+	return pk, nil
+}
 
 // PublicKey returns k's public key.
-func (k *PrivateKey) PublicKey() PublicKey { return PublicKey{} }
+func (k *PrivateKey) PublicKey() PublicKey { return k.pub }
 
 // Bytes returns a copy of k's KeySize-byte scalar, for NewPrivateKey.
-func (k *PrivateKey) Bytes() []byte { return nil }
+func (k *PrivateKey) Bytes() []byte { return k.k.Bytes() }
 
 // ParsePublicKey checks that b is a KeySize-byte canonical u-coordinate of
 // a point that is not of low order, and returns it; otherwise ErrMalformed.
-func ParsePublicKey(b []byte) (PublicKey, error) { return PublicKey{}, errNotImplemented }
+func ParsePublicKey(b []byte) (PublicKey, error) {
+	var pk PublicKey
+	if len(b) != KeySize {
+		return pk, fmt.Errorf("%w: X25519 public key of %d bytes", ErrMalformed, len(b))
+	}
+	if !canonicalU(b) {
+		return pk, fmt.Errorf("%w: non-canonical X25519 public key", ErrMalformed)
+	}
+	if lowOrder(b) {
+		return pk, fmt.Errorf("%w: low-order X25519 public key", ErrMalformed)
+	}
+	copy(pk[:], b)
+	return pk, nil
+}
+
+// lowOrderPoints are the canonical u-coordinates of the points of order 1,
+// 2, 4 and 8 on Curve25519 and its twist (RFC 7748 §7, and the list
+// libsodium refuses): X25519 of any of them is 0 for every clamped scalar.
+var lowOrderPoints = [][KeySize]byte{
+	{}, // 0
+	{1},
+	{0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+	{0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+	{0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, // p-1
+}
+
+// lowOrder reports whether the canonical u is a low-order point.
+func lowOrder(u []byte) bool {
+	bad := 0
+	for i := range lowOrderPoints {
+		bad |= subtle.ConstantTimeCompare(u, lowOrderPoints[i][:])
+	}
+	return bad == 1
+}
 
 // GenerateOpenPGPKey makes a dedicated sealed-mode key as an OpenPGP key:
 // an EdDSA primary key and one ECDH cv25519 encryption subkey (what gopenpgp
@@ -42,14 +161,89 @@ func ParsePublicKey(b []byte) (PublicKey, error) { return PublicKey{}, errNotImp
 // (crypto/rand when nil). Give each node a new one every lock-cycle: no key
 // should serve both sealed mode and OpenPGP messages.
 func GenerateOpenPGPKey(rnd io.Reader, name string, now time.Time) (*openpgp.Entity, error) {
-	return nil, errNotImplemented
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	cfg := &packet.Config{
+		Rand:      rnd,
+		Time:      func() time.Time { return now },
+		Algorithm: packet.PubKeyAlgoEdDSA,
+		Curve:     packet.Curve25519,
+	}
+	e, err := openpgp.NewEntity(name, "ghostcomm sealed-mode key", "", cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sealed: generating OpenPGP key: %w", err)
+	}
+	return e, nil
+}
+
+// sealedSubkey returns e's one cv25519 ECDH encryption subkey.
+func sealedSubkey(e *openpgp.Entity) (*openpgp.Subkey, error) {
+	if e == nil {
+		return nil, fmt.Errorf("%w: no OpenPGP key", ErrMalformed)
+	}
+	var found *openpgp.Subkey
+	for i := range e.Subkeys {
+		sk := &e.Subkeys[i]
+		if sk.PublicKey == nil || sk.PublicKey.PubKeyAlgo != packet.PubKeyAlgoECDH {
+			continue
+		}
+		if c, err := sk.PublicKey.Curve(); err != nil || c != packet.Curve25519 {
+			continue
+		}
+		if sk.Sig == nil || !sk.Sig.FlagsValid || !(sk.Sig.FlagEncryptCommunications || sk.Sig.FlagEncryptStorage) {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("%w: OpenPGP key has more than one cv25519 encryption subkey", ErrMalformed)
+		}
+		found = sk
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: OpenPGP key has no cv25519 encryption subkey", ErrMalformed)
+	}
+	return found, nil
 }
 
 // OpenPGPPrivateKey returns the X25519 private key of e's one cv25519
 // encryption subkey (e must have exactly one, unlocked), after checking that
 // its public point is X25519 of its secret; otherwise ErrMalformed.
-func OpenPGPPrivateKey(e *openpgp.Entity) (*PrivateKey, error) { return nil, errNotImplemented }
+func OpenPGPPrivateKey(e *openpgp.Entity) (*PrivateKey, error) {
+	sk, err := sealedSubkey(e)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := OpenPGPPublicKey(e)
+	if err != nil {
+		return nil, err
+	}
+	if sk.PrivateKey == nil || sk.PrivateKey.Encrypted {
+		return nil, fmt.Errorf("%w: cv25519 subkey has no unlocked private key", ErrMalformed)
+	}
+	priv, ok := sk.PrivateKey.PrivateKey.(*pgpecdh.PrivateKey)
+	if !ok || len(priv.D) != KeySize {
+		return nil, fmt.Errorf("%w: cv25519 subkey's secret is not an X25519 scalar", ErrMalformed)
+	}
+	k, err := NewPrivateKey(priv.D) // go-crypto keeps D in native (RFC 7748) order
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(k.pub[:], pub[:]) != 1 {
+		return nil, fmt.Errorf("%w: cv25519 subkey's point is not X25519 of its secret", ErrMalformed)
+	}
+	return k, nil
+}
 
 // OpenPGPPublicKey returns the X25519 public key of e's one cv25519
 // encryption subkey (e may be public only); otherwise ErrMalformed.
-func OpenPGPPublicKey(e *openpgp.Entity) (PublicKey, error) { return PublicKey{}, errNotImplemented }
+func OpenPGPPublicKey(e *openpgp.Entity) (PublicKey, error) {
+	sk, err := sealedSubkey(e)
+	if err != nil {
+		return PublicKey{}, err
+	}
+	pub, ok := sk.PublicKey.PublicKey.(*pgpecdh.PublicKey)
+	if !ok {
+		return PublicKey{}, fmt.Errorf("%w: cv25519 subkey is not ECDH", ErrMalformed)
+	}
+	return ParsePublicKey(pub.Point) // native order, prefix removed by go-crypto
+}

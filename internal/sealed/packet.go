@@ -1,6 +1,35 @@
 package sealed
 
-import "io"
+import (
+	"crypto/hmac"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Offsets in a packet.
+const (
+	alphaAt   = 1
+	betaAt    = alphaAt + KeySize
+	betaSize  = MaxHops * SlotSize
+	gammaAt   = betaAt + betaSize
+	payloadAt = gammaAt + MACSize // == HeaderSize
+)
+
+// Offsets in a slot.
+const (
+	slotCmd    = 0
+	slotNext   = 1
+	slotBudget = 2
+	slotFlags  = 6
+	slotLink   = 8
+	slotGamma  = slotLink + KeySize
+	slotAlpha  = slotGamma + MACSize
+)
+
+var zeros [zeroTag]byte
 
 // Sent is what a client keeps of a packet it built, to open the reply: the
 // route's backward keys. It holds secrets; drop it when the reply is read.
@@ -24,7 +53,124 @@ func (s *Sent) Hops() int { return s.hops }
 // route length, data longer than c.Capacity(), or a hop key that is not a
 // valid public key.
 func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *Sent, error) {
-	return nil, nil, errNotImplemented
+	n := len(route)
+	switch {
+	case !c.Valid():
+		return nil, nil, fmt.Errorf("%w: packet class %d", ErrMalformed, int(c))
+	case m != Relay && m != Chain:
+		return nil, nil, fmt.Errorf("%w: mode %d", ErrMalformed, m)
+	case n < 1 || n > MaxHops:
+		return nil, nil, fmt.Errorf("%w: route of %d hops (1..%d)", ErrMalformed, n, MaxHops)
+	case len(data) > c.Capacity():
+		return nil, nil, fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrMalformed, len(data), c.Capacity(), int(c))
+	}
+	sent := &Sent{class: c, mode: m, hops: n}
+	var keys [MaxHops]hopKeys
+	var alphas [MaxHops][KeySize]byte
+	defer clear(keys[:])
+
+	// 1. An ephemeral key per hop, and the secret it shares with the hop.
+	var x, s [KeySize]byte
+	defer clear(x[:])
+	defer clear(s[:])
+	for i := range route {
+		if err := readRand(rnd, x[:]); err != nil {
+			return nil, nil, err
+		}
+		ek, err := newECDHKey(x[:])
+		if err != nil {
+			return nil, nil, err
+		}
+		copy(alphas[i][:], ek.PublicKey().Bytes())
+		if err := x25519(&s, ek, route[i].Key[:]); err != nil {
+			return nil, nil, fmt.Errorf("hop %d's key: %w", i+1, err)
+		}
+		deriveHopKeys(&keys[i], &s, alphas[i][:], &route[i].Key)
+		sent.back[i] = keys[i].bck
+	}
+
+	// 2. The filler: what hops 1..n-1 append to β as they shift their
+	// slots off, which the MACs of hops 2..n must cover.
+	var streams [MaxHops][(MaxHops + 1) * SlotSize]byte
+	defer clear(streams[:])
+	for i := range route {
+		headerStream(&streams[i], &keys[i].hdr)
+	}
+	var filler [(MaxHops - 1) * SlotSize]byte
+	flen := 0
+	for i := 0; i < n-1; i++ {
+		flen += SlotSize
+		subtle.XORBytes(filler[:flen], filler[:flen], streams[i][betaSize-flen+SlotSize:betaSize+SlotSize])
+	}
+
+	pkt := make([]byte, c.Size())
+	pkt[0] = Version
+	beta := pkt[betaAt:gammaAt]
+	var flags uint16
+	if m == Chain {
+		flags = flagChain
+	}
+
+	// 3. The exit's β: its slot, random bytes, the filler; its γ.
+	last := n - 1
+	slot := beta[:SlotSize]
+	slot[slotCmd] = byte(CmdExit)
+	if err := readRand(rnd, slot[slotNext:slotNext+1]); err != nil {
+		return nil, nil, err
+	}
+	binary.BigEndian.PutUint32(slot[slotBudget:], route[last].BudgetMS)
+	binary.BigEndian.PutUint16(slot[slotFlags:], flags)
+	if err := readRand(rnd, slot[slotLink:]); err != nil { // link, γ, α: unused, random
+		return nil, nil, err
+	}
+	if err := readRand(rnd, beta[SlotSize:betaSize-flen]); err != nil {
+		return nil, nil, err
+	}
+	subtle.XORBytes(beta[:betaSize-flen], beta[:betaSize-flen], streams[last][:betaSize-flen])
+	copy(beta[betaSize-flen:], filler[:flen])
+	var gamma [MACSize]byte
+	copy(pkt[alphaAt:betaAt], alphas[last][:])
+	headerMAC(&gamma, &keys[last].mac, pkt[:gammaAt])
+
+	// 4. Hops n-1..1: each slot in front of the next hop's β, encrypted.
+	for i := last - 1; i >= 0; i-- {
+		copy(beta[SlotSize:], beta[:betaSize-SlotSize])
+		slot[slotCmd] = byte(CmdRelay)
+		slot[slotNext] = route[i+1].Index
+		binary.BigEndian.PutUint32(slot[slotBudget:], route[i].BudgetMS)
+		binary.BigEndian.PutUint16(slot[slotFlags:], flags)
+		if m == Chain {
+			copy(slot[slotLink:slotGamma], keys[i+1].fwd[:])
+		} else if err := readRand(rnd, slot[slotLink:slotGamma]); err != nil {
+			return nil, nil, err
+		}
+		copy(slot[slotGamma:slotAlpha], gamma[:])
+		copy(slot[slotAlpha:], alphas[i+1][:])
+		subtle.XORBytes(beta, beta, streams[i][:betaSize])
+		copy(pkt[alphaAt:betaAt], alphas[i][:])
+		headerMAC(&gamma, &keys[i].mac, pkt[:gammaAt])
+	}
+	copy(pkt[gammaAt:payloadAt], gamma[:])
+
+	// 5. The payload: 0¹⁶ ‖ len ‖ data ‖ random, under LIONESS for every
+	// hop (Relay) or for hop 1 (Chain: each hop reseals for the next).
+	p := pkt[payloadAt:]
+	binary.BigEndian.PutUint32(p[zeroTag:], uint32(len(data)))
+	copy(p[zeroTag+lenSize:], data)
+	if err := readRand(rnd, p[zeroTag+lenSize+len(data):]); err != nil {
+		return nil, nil, err
+	}
+	var l lioness
+	defer clear(l.k[:])
+	first := last
+	if m == Chain {
+		first = 0
+	}
+	for i := first; i >= 0; i-- {
+		l.init(&keys[i].fwd)
+		l.encrypt(p)
+	}
+	return pkt, sent, nil
 }
 
 // Result is what a hop learned from Process. It keeps the hop's keys for the
@@ -43,6 +189,11 @@ type Result struct {
 	ok    bool
 }
 
+// Class is the class of the packet processed (and of its reply).
+func (r *Result) Class() Class { return r.class }
+
+var errNoKey = errors.New("sealed: Process needs a key and a Replay")
+
 // Process is one hop's work on packet, in place. It refuses, in this order:
 // a packet of a size that is no class (ErrMalformed), another version
 // (ErrUnsupportedVersion), a non-canonical or low-order α (ErrMalformed),
@@ -55,17 +206,141 @@ type Result struct {
 // next hop and the payload opened for this hop: read it with r.Data, and in
 // Chain mode call r.Reseal before forwarding. It does one X25519 operation.
 func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
-	return errNotImplemented
+	*r = Result{}
+	c, err := ClassOf(len(packet))
+	if err != nil {
+		return err
+	}
+	if key == nil || replay == nil {
+		return errNoKey
+	}
+	if packet[0] != Version {
+		return fmt.Errorf("%w: sealed packet version %d", ErrUnsupportedVersion, packet[0])
+	}
+	alpha := packet[alphaAt:betaAt]
+	var s [KeySize]byte
+	if err := x25519(&s, key.k, alpha); err != nil {
+		return err
+	}
+	var k hopKeys
+	defer clear(k.mac[:])
+	deriveHopKeys(&k, &s, alpha, &key.pub)
+	clear(s[:])
+	var gamma [MACSize]byte
+	headerMAC(&gamma, &k.mac, packet[:gammaAt])
+	if !hmac.Equal(gamma[:], packet[gammaAt:payloadAt]) {
+		return fmt.Errorf("%w: sealed header MAC", ErrAuth)
+	}
+	if err := replay.Add(k.tag[:]); err != nil {
+		return fmt.Errorf("sealed: replay check: %w", err)
+	}
+
+	// β ‖ 0^SlotSize ⊕ stream: the hop's slot, then the next β.
+	var ks [(MaxHops + 1) * SlotSize]byte
+	headerStream(&ks, &k.hdr)
+	beta := packet[betaAt:gammaAt]
+	subtle.XORBytes(beta, beta, ks[:betaSize])
+	var slot [SlotSize]byte
+	copy(slot[:], beta[:SlotSize])
+	copy(beta, beta[SlotSize:])
+	copy(beta[betaSize-SlotSize:], ks[betaSize:])
+	clear(ks[:])
+	if err := r.parseSlot(&slot); err != nil {
+		return err
+	}
+	copy(packet[alphaAt:betaAt], slot[slotAlpha:])
+	copy(packet[gammaAt:payloadAt], slot[slotGamma:slotAlpha])
+
+	var l lioness
+	l.init(&k.fwd)
+	l.decrypt(packet[payloadAt:])
+	clear(l.k[:])
+
+	r.class = c
+	r.Tag = k.tag
+	r.back = k.bck
+	r.ok = true
+	clear(k.fwd[:])
+	clear(k.hdr[:])
+	clear(k.bck[:])
+	return nil
 }
+
+// parseSlot reads a decrypted slot into r: a known command, no unknown
+// flag.
+func (r *Result) parseSlot(slot *[SlotSize]byte) error {
+	r.Command = Command(slot[slotCmd])
+	if r.Command != CmdRelay && r.Command != CmdExit {
+		return fmt.Errorf("%w: sealed slot command %d", ErrMalformed, slot[slotCmd])
+	}
+	r.Next = slot[slotNext]
+	r.BudgetMS = binary.BigEndian.Uint32(slot[slotBudget:])
+	switch flags := binary.BigEndian.Uint16(slot[slotFlags:]); flags {
+	case 0:
+		r.Mode = Relay
+	case flagChain:
+		r.Mode = Chain
+	default:
+		return fmt.Errorf("%w: sealed slot flags %#04x", ErrMalformed, flags)
+	}
+	if r.Mode == Chain && r.Command == CmdRelay {
+		copy(r.link[:], slot[slotLink:slotGamma])
+	}
+	return nil
+}
+
+var errNotProcessed = errors.New("sealed: the packet was not processed")
 
 // Data returns the data in packet after Process: in Chain mode at every
 // hop, in Relay mode at the exit (CmdExit). The slice aliases packet. It
 // returns ErrAuth if the payload's zero tag is not intact (the payload was
 // altered on the way, or this hop may not read it) and ErrMalformed for a
 // bad length.
-func (r *Result) Data(packet []byte) ([]byte, error) { return nil, errNotImplemented }
+func (r *Result) Data(packet []byte) ([]byte, error) {
+	if !r.ok {
+		return nil, errNotProcessed
+	}
+	if len(packet) != r.class.Size() {
+		return nil, fmt.Errorf("%w: sealed packet of %d bytes, class %d", ErrMalformed, len(packet), int(r.class))
+	}
+	if r.Mode == Relay && r.Command != CmdExit {
+		return nil, fmt.Errorf("%w: in relay mode only the exit reads the data", ErrAuth)
+	}
+	p := packet[payloadAt:]
+	if subtle.ConstantTimeCompare(p[:zeroTag], zeros[:]) != 1 {
+		return nil, fmt.Errorf("%w: sealed payload's zero tag", ErrAuth)
+	}
+	n := binary.BigEndian.Uint32(p[zeroTag:])
+	if n > uint32(r.class.Capacity()) {
+		return nil, fmt.Errorf("%w: sealed payload length %d", ErrMalformed, n)
+	}
+	return p[zeroTag+lenSize : zeroTag+lenSize+int(n)], nil
+}
 
 // Reseal (Chain mode, CmdRelay) writes data (at most the class's Capacity
 // bytes; it may alias packet) as packet's payload and seals it under the
 // link key for the next hop. packet is then ready to send to r.Next.
-func (r *Result) Reseal(packet, data []byte) error { return errNotImplemented }
+func (r *Result) Reseal(packet, data []byte) error {
+	if !r.ok {
+		return errNotProcessed
+	}
+	if r.Mode != Chain || r.Command != CmdRelay {
+		return fmt.Errorf("%w: only a relaying hop in chain mode reseals", ErrMalformed)
+	}
+	if len(packet) != r.class.Size() {
+		return fmt.Errorf("%w: sealed packet of %d bytes, class %d", ErrMalformed, len(packet), int(r.class))
+	}
+	if len(data) > r.class.Capacity() {
+		return fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrMalformed, len(data), r.class.Capacity(), int(r.class))
+	}
+	p := packet[payloadAt:]
+	copy(p[zeroTag+lenSize:], data)
+	clear(p[:zeroTag])
+	binary.BigEndian.PutUint32(p[zeroTag:], uint32(len(data)))
+	clear(p[zeroTag+lenSize+len(data):])
+	var l lioness
+	l.init(&r.link)
+	l.encrypt(p)
+	clear(l.k[:])
+	return nil
+}

@@ -1,0 +1,19 @@
+package sealed
+
+// X25519Ops is how many X25519 operations the package has done.
+func X25519Ops() uint64 { return x25519Ops.Load() }
+
+// Offsets for the tests.
+const (
+	PayloadAt = payloadAt
+	GammaAt   = gammaAt
+)
+
+// ParseSlot exposes the slot parser to the fuzz target.
+func ParseSlot(slot []byte) (Result, error) {
+	var r Result
+	var s [SlotSize]byte
+	copy(s[:], slot)
+	err := r.parseSlot(&s)
+	return r, err
+}
