@@ -254,3 +254,28 @@ func (p *Primary) ReplayLen(addr string) int {
 	}
 	return -1
 }
+
+// Sealed mode.
+
+const (
+	FrameSealedPacket = uint8(wire.SealedPacket)
+	FrameSealedReply  = uint8(wire.SealedReply)
+)
+
+type SealedPrepared = sealedPrepared
+
+// PrepareSealed builds a sealed packet for data on a route of cy, every hop
+// with the given budget.
+func (c *Client) PrepareSealed(cy *Cycle, data []byte, budget time.Duration) (*SealedPrepared, error) {
+	return c.prepareSealed(cy, data, budget)
+}
+
+// Packet returns a copy of the packet.
+func (sp *sealedPrepared) Packet() []byte { return append([]byte(nil), sp.pkt...) }
+
+func (sp *sealedPrepared) FirstHop() string { return sp.res.Route[0].Onion.Addr() }
+
+// Answer opens the first hop's answer as Send does (the reply in place).
+func (sp *sealedPrepared) Answer(typ uint8, body []byte) ([]byte, error) {
+	return sealedAnswer(sp.sent, sp.res.Route, wire.Type(typ), body)
+}

@@ -30,8 +30,17 @@ func (c *Client) sealedClass(cy *Cycle, n int) (sealed.Class, error) {
 		ErrFrameTooLarge, n, holds)
 }
 
-// sendSealed sends data through a sealed-mode route of cy.
-func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+// sealedPrepared is a sealed packet built for a route and not yet sent.
+type sealedPrepared struct {
+	res  *Result // Cycle and Route set
+	mode sealed.Mode
+	pkt  []byte
+	sent *sealed.Sent
+}
+
+// prepareSealed builds a sealed packet for data on a route of cy, every
+// hop with the given budget.
+func (c *Client) prepareSealed(cy *Cycle, data []byte, budget time.Duration) (*sealedPrepared, error) {
 	idx, err := c.route(cy)
 	if err != nil {
 		return nil, err
@@ -43,6 +52,25 @@ func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Resul
 	if err != nil {
 		return nil, err
 	}
+	sp := &sealedPrepared{res: &Result{Cycle: cy.ID, Route: make([]NodeInfo, len(idx))}, mode: sealed.Chain}
+	hops := make([]sealed.Hop, len(idx))
+	for i, j := range idx {
+		sp.res.Route[i] = cy.Nodes[j]
+		hops[i] = sealed.Hop{Index: byte(j), Key: sealed.PublicKey(cy.Nodes[j].SealedKey)}
+	}
+	// Every hop gets the same budget: it says nothing of its position.
+	sealed.EqualBudgets(hops, budgetMS(budget))
+	if cy.Sealed.Form == FormRelay {
+		sp.mode = sealed.Relay
+	}
+	if sp.pkt, sp.sent, err = sealed.Build(c.cfg.Rand, cls, sp.mode, hops, data); err != nil {
+		return nil, fmt.Errorf("ghostcomm: building a sealed packet: %w", err)
+	}
+	return sp, nil
+}
+
+// sendSealed sends data through a sealed-mode route of cy.
+func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
 	budget, err := firstBudget(time.Until(deadlineOf(ctx)), c.cfg.Rand)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
@@ -50,22 +78,11 @@ func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Resul
 	if budget < MinBudget {
 		return nil, fmt.Errorf("%w: %v left before the deadline", ErrBudget, time.Until(deadlineOf(ctx)))
 	}
-	res := &Result{Cycle: cy.ID, Route: make([]NodeInfo, len(idx))}
-	hops := make([]sealed.Hop, len(idx))
-	for i, j := range idx {
-		res.Route[i] = cy.Nodes[j]
-		hops[i] = sealed.Hop{Index: byte(j), Key: sealed.PublicKey(cy.Nodes[j].SealedKey)}
-	}
-	// Every hop gets the same budget: it says nothing of its position.
-	sealed.EqualBudgets(hops, budgetMS(budget))
-	mode := sealed.Chain
-	if cy.Sealed.Form == FormRelay {
-		mode = sealed.Relay
-	}
-	pkt, sent, err := sealed.Build(c.cfg.Rand, cls, mode, hops, data)
+	sp, err := c.prepareSealed(cy, data, budget)
 	if err != nil {
-		return nil, fmt.Errorf("ghostcomm: building a sealed packet: %w", err)
+		return nil, err
 	}
+	res, pkt, sent, mode := sp.res, sp.pkt, sp.sent, sp.mode
 	first := res.Route[0].Onion
 	start := time.Now()
 	h, body, err := c.pool.RoundTrip(ctx, first.Addr(), wire.SealedPacket, [][]byte{pkt})

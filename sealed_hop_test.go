@@ -1,0 +1,266 @@
+package ghostcomm_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
+)
+
+func sealedPrimary(n int, f SealedForm, hopTimeout time.Duration) PrimaryConfig {
+	return PrimaryConfig{Nodes: n, Protocol: ProtocolSealed, Sealed: SealedConfig{Form: f}, Node: NodeConfig{HopTimeout: hopTimeout}}
+}
+
+func TestSealedReplayRefused(t *testing.T) {
+	t.Parallel()
+	// As in the layered protocol: a copy of a packet (a resend after a
+	// broken stream) gets the first copy's answer and is not processed
+	// again; the same header with another payload is a replay; so is a
+	// copy that comes once the answer is no longer kept (HopTimeout).
+	hn := newHopNet(t, sealedPrimary(3, FormChain, time.Second), ClientConfig{})
+	sp, err := hn.client.PrepareSealed(hn.cycle, []byte("once only"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := sp.Packet()
+	first := sp.FirstHop()
+	h, b1, err := hn.exchange(t, first, FrameSealedPacket, [][]byte{pkt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Answer(h, bytes.Clone(b1)); err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	answered := time.Now()
+	before := hn.primary.Stats().Nodes
+	h, b2, err := hn.exchange(t, first, FrameSealedPacket, [][]byte{pkt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != FrameSealedReply || !bytes.Equal(b1, b2) {
+		t.Fatalf("copy: got frame %d (%d bytes), want the first answer again", h, len(b2))
+	}
+	after := hn.primary.Stats().Nodes
+	if after.Accepted != before.Accepted || after.Duplicates != before.Duplicates+1 {
+		t.Fatalf("copy: accepted %d -> %d, duplicates %d -> %d; want it answered as a duplicate",
+			before.Accepted, after.Accepted, before.Duplicates, after.Duplicates)
+	}
+
+	// The header MAC does not cover the payload: the same header with a
+	// payload of the attacker's choosing passes the MAC, and is a replay.
+	other := bytes.Clone(pkt)
+	other[len(other)-1] ^= 1
+	h, b, err := hn.exchange(t, first, FrameSealedPacket, [][]byte{other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sp.Answer(h, b)
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay with another payload: got %v, want a HopError for hop 1 matching ErrReplay", err)
+	}
+
+	time.Sleep(time.Until(answered.Add(time.Second + 100*time.Millisecond)))
+	h, b, err = hn.exchange(t, first, FrameSealedPacket, [][]byte{pkt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = sp.Answer(h, b); !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrReplay) {
+		t.Fatalf("late replay: got %v, want a HopError for hop 1 matching ErrReplay", err)
+	}
+	if got := hn.primary.Stats().Nodes.Refused.Replay; got != 2 {
+		t.Fatalf("%d replays counted, want 2", got)
+	}
+}
+
+// wrapWrites makes every write of exactly size bytes on streams to addr go
+// through f (on a copy), while on is set.
+func wrapWrites(hn *hopNet, addr string, size int, on *sync.Mutex, f func([]byte)) {
+	hn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
+		if a != addr {
+			return c
+		}
+		return &writeHook{Conn: c, f: func(b []byte) []byte {
+			if len(b) != size || !on.TryLock() {
+				return b
+			}
+			defer on.Unlock()
+			b = bytes.Clone(b)
+			f(b)
+			return b
+		}}
+	})
+}
+
+type writeHook struct {
+	net.Conn
+	f func([]byte) []byte
+}
+
+func (w *writeHook) Write(b []byte) (int, error) {
+	if _, err := w.Conn.Write(w.f(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func TestSealedReplayAtSecondHop(t *testing.T) {
+	t.Parallel()
+	// A hop that replays what it forwarded, once its successor no longer
+	// keeps the answer: the second hop refuses it.
+	hn := newHopNet(t, sealedPrimary(2, FormRelay, time.Second), ClientConfig{Route: payloadOrder})
+	second := hn.cycle.Nodes[1].Onion.Addr()
+	var captured [][]byte
+	var mu sync.Mutex
+	wrapWrites(hn, second, sealed.Small.Size(), &mu, func(b []byte) { captured = append(captured, bytes.Clone(b)) })
+	hn.net.Sever(hn.cycle.Nodes[1].Onion.ServiceID) // streams opened ahead are not wrapped
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := hn.client.Send(ctx, []byte("x")); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	mu.Lock()
+	if len(captured) != 1 {
+		t.Fatalf("%d packets captured, want 1", len(captured))
+	}
+	pkt := captured[0]
+	mu.Unlock()
+	time.Sleep(1100 * time.Millisecond)
+	h, b, err := hn.exchange(t, second, FrameSealedPacket, [][]byte{pkt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != FrameReject || len(b) != 1 || b[0] != RejectReplay {
+		t.Fatalf("replayed packet: got %v %x, want reject %d", h, b, RejectReplay)
+	}
+}
+
+// A packet altered between hop 1 and hop 2 is refused, and the client's
+// error names the hop that refused it: hop 2 for its header (its MAC does
+// not check), the hop that opens the data for its payload (hop 2 in chain
+// form, the exit in relay form: the wide-block cipher turns any flipped bit
+// into garbage the zero tag exposes).
+func TestSealedTamperAttributed(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		form    SealedForm
+		offset  int // byte flipped in the packet hop 1 sends
+		wantHop int
+	}{
+		{FormChain, 40, 2},   // in the routing block
+		{FormChain, 1, 2},    // α
+		{FormChain, 752, 2},  // γ
+		{FormChain, 2000, 2}, // payload
+		{FormRelay, 100, 2},  // header
+		{FormRelay, 1500, 3}, // payload: the exit refuses it
+		{FormRelay, sealed.Small.Size() - 1, 3},
+	}
+	for _, tc := range cases {
+		hn := newHopNet(t, sealedPrimary(3, tc.form, 0), ClientConfig{Route: payloadOrder})
+		second := hn.cycle.Nodes[1].Onion.Addr()
+		var mu sync.Mutex
+		wrapWrites(hn, second, sealed.Small.Size(), &mu, func(b []byte) { b[tc.offset] ^= 0x10 })
+		hn.net.Sever(hn.cycle.Nodes[1].Onion.ServiceID)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := hn.client.Send(ctx, []byte("altered on the way"))
+		cancel()
+		var he *HopError
+		if !errors.As(err, &he) || he.Hop != tc.wantHop || !errors.Is(err, ErrAuth) {
+			t.Fatalf("%s, byte %d flipped: got %v, want a HopError for hop %d matching ErrAuth", tc.form, tc.offset, err, tc.wantHop)
+		}
+		if he.Onion != hn.cycle.Nodes[tc.wantHop-1].Onion.Addr() {
+			t.Fatalf("error names %s, want hop %d's %s", he.Onion, tc.wantHop, hn.cycle.Nodes[tc.wantHop-1].Onion.Addr())
+		}
+	}
+}
+
+// A reply altered on its way back opens at no depth: the client refuses it
+// (ErrAuth) instead of returning garbage.
+func TestSealedTamperedReplyRefused(t *testing.T) {
+	t.Parallel()
+	hn := newHopNet(t, sealedPrimary(3, FormRelay, 0), ClientConfig{Route: payloadOrder})
+	// The fake Tor wraps the dialing side of a stream: the client's
+	// stream to hop 1, where the reply arrives with every hop's layer.
+	first := hn.cycle.Nodes[0].Onion.Addr()
+	hn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
+		if a != first {
+			return c
+		}
+		return &readHook{Conn: c, size: sealed.Small.Size()}
+	})
+	hn.net.Sever(hn.cycle.Nodes[0].Onion.ServiceID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := hn.client.Send(ctx, []byte("x"))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("altered reply: got %v, want ErrAuth", err)
+	}
+}
+
+// readHook flips one bit in the body of the first frame of at least size
+// bytes read from the stream (the reply), past its 10-byte header.
+type readHook struct {
+	net.Conn
+	size int
+	seen int
+	done bool
+}
+
+func (r *readHook) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if !r.done {
+		for i := 0; i < n; i++ {
+			r.seen++
+			if r.seen == 10+r.size/2 { // the first frame is the reply
+				b[i] ^= 1
+				r.done = true
+				break
+			}
+		}
+	}
+	return n, err
+}
+
+func TestSealedNodeRefusesOtherFrames(t *testing.T) {
+	t.Parallel()
+	hn := newHopNet(t, sealedPrimary(2, FormChain, 0), ClientConfig{})
+	addr := hn.cycle.Nodes[0].Onion.Addr()
+	// A layered message in a sealed cycle; a packet of no class; packets
+	// of another version, or with a low-order ephemeral key; a Large
+	// packet when the cycle allows only Small.
+	for _, f := range []struct {
+		typ  uint8
+		body []byte
+		code uint8
+	}{
+		{FrameMessage, make([]byte, 100), 9},
+		{FrameSealedPacket, make([]byte, 3000), 1},
+		{FrameSealedPacket, make([]byte, sealed.Small.Size()), 7},                                      // version 0
+		{FrameSealedPacket, append([]byte{sealed.Version}, make([]byte, sealed.Small.Size()-1)...), 1}, // α = 0, of low order
+	} {
+		h, b, err := hn.exchange(t, addr, f.typ, [][]byte{f.body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h != FrameReject || len(b) != 1 || b[0] != f.code {
+			t.Fatalf("frame %d of %d bytes: got %d %x, want reject %d", f.typ, len(f.body), h, b, f.code)
+		}
+	}
+	small := newHopNet(t, PrimaryConfig{Nodes: 1, Protocol: ProtocolSealed, Sealed: SealedConfig{MaxPacket: SealedSmall}}, ClientConfig{})
+	h, b, err := small.exchange(t, small.cycle.Nodes[0].Onion.Addr(), FrameSealedPacket, [][]byte{make([]byte, sealed.Large.Size())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != FrameReject || len(b) != 1 || b[0] != RejectTooLarge {
+		t.Fatalf("large packet in a small-only cycle: got %d %x, want reject %d", h, b, RejectTooLarge)
+	}
+	if got := hn.primary.Stats().Nodes.Accepted; got != 0 {
+		t.Fatalf("%d packets accepted, want 0", got)
+	}
+}
