@@ -264,3 +264,24 @@ func TestSealedNodeRefusesOtherFrames(t *testing.T) {
 		t.Fatalf("%d packets accepted, want 0", got)
 	}
 }
+
+// A signed payload whose sealed-mode key for a node is not a usable X25519
+// point (of low order, or not canonical) is refused.
+func TestPayloadBadSealedKeyRefused(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(2, FormChain, 0), ClientConfig{})
+	if err := forgeAndOpen(t, hn, Forgery{}); err != nil {
+		t.Fatalf("genuine payload: %v", err)
+	}
+	one := make([]byte, 32)
+	one[0] = 1 // u = 1: a point of order 4
+	nonCanonical := bytes.Repeat([]byte{0xff}, 32)
+	nonCanonical[31] = 0x7f // 2^255 - 1 > p
+	for name, key := range map[string][]byte{"zero": make([]byte, 32), "order 4": one, "non-canonical": nonCanonical} {
+		for node := range 2 {
+			err := forgeAndOpen(t, hn, Forgery{Cycle: func(cy *Cycle) { cy.Nodes[node].SealedKey = key }})
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%s sealed key for node %d: got %v, want ErrMalformed", name, node, err)
+			}
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
 )
 
@@ -443,9 +444,7 @@ func generateVectors(t *testing.T) {
 	p := &payload{nonce: req.nonce, client: Fingerprint(kps["client"].Fpr), primary: kps["primary"].Raw}
 	p.cycle.NotBefore, p.cycle.NotAfter, p.cycle.Grace = time.Unix(ts, 0), time.Unix(ts+600, 0), 2*time.Minute
 	rand.Read(p.cycle.ID[:])
-	// A sealed cycle, so that the vector shows every field of version 3;
-	// the sealed-mode keys are arbitrary points (a payload carries them,
-	// it does not use them).
+	// A sealed cycle, so that the vector shows every field of version 3.
 	p.cycle.Protocol, p.cycle.Sealed = ProtocolSealed, SealedConfig{Form: FormRelay, MaxPacket: SealedSmall}
 	specs := []ProcessorSpec{HashSpec("sha256", []byte{0xaa, 0xbb}, 1, true), HashSpec("sha3-256", nil, 3, false), IdentitySpec}
 	for i, name := range []string{"node0", "node1", "node2"} {
@@ -453,7 +452,7 @@ func generateVectors(t *testing.T) {
 		seed[0] = byte(i + 1)
 		pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
 		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80}, PublicKey: kps[name].Raw, Processor: specs[i],
-			Operator: []string{"operator alpha", "", "operator beta"}[i], SealedKey: bytes.Repeat([]byte{byte(0x10 * (i + 1))}, sealedKeySize)})
+			Operator: []string{"operator alpha", "", "operator beta"}[i], SealedKey: sealedVectorKey(t)})
 	}
 	content, err := p.marshal()
 	if err != nil {
@@ -515,4 +514,14 @@ func generateVectors(t *testing.T) {
 	if err := os.WriteFile(vectorsPath, append(out, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sealedVectorKey is a fresh node's sealed-mode public key.
+func sealedVectorKey(t *testing.T) []byte {
+	k, err := sealed.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := k.PublicKey()
+	return pk[:]
 }
