@@ -16,8 +16,8 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
-	"github.com/ghostcomm/ghostcomm/internal/sealed"
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 )
 
 // The test vectors in testdata/vectors.json describe every wire format with
