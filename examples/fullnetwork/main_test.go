@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
@@ -40,6 +41,35 @@ func TestFullNetworkOnFakeTor(t *testing.T) {
 	}
 }
 
+func TestFullNetworkSealedOnFakeTor(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		hops int // hops on the route (a sealed route has at most 8)
+		want string
+	}{
+		{[]string{"-protocol", "sealed"}, 3, "Verified  yes: the data passed every hop"},
+		{[]string{"-protocol", "sealed", "-form", "chain", "-hops", "10"}, 8, "Verified  yes: the data passed every hop"},
+		{[]string{"-protocol", "sealed", "-form", "relay", "-hops", "5"}, 5, "Verified  yes: the exit processed the data"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(append(tc.args, "-msg", "sealed test"), &out, &errOut); code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errOut)
+			}
+			s := out.String()
+			if !strings.Contains(s, tc.want) || !strings.Contains(s, "Protocol  sealed") {
+				t.Fatalf("want %q and the protocol line:\n%s", tc.want, s)
+			}
+			if !strings.Contains(s, fmt.Sprintf("hop %d  ", tc.hops)) || strings.Contains(s, fmt.Sprintf("hop %d  ", tc.hops+1)) {
+				t.Fatalf("want %d hops printed:\n%s", tc.hops, s)
+			}
+			if want := fmt.Sprintf("Nodes     %d accepted, 0 failed", tc.hops); !strings.Contains(s, want) {
+				t.Fatalf("counters missing (want %q):\n%s", want, s)
+			}
+		})
+	}
+}
+
 func TestFullNetworkHelp(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
@@ -51,7 +81,8 @@ func TestFullNetworkHelp(t *testing.T) {
 }
 
 func TestFullNetworkBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-hops", "0"}, {"-hops", "256"}, {"-tor", "nonsense"}, {"-nosuchflag"}, {"hello"}, {"-hops", "3", "extra"}} {
+	for _, args := range [][]string{{"-hops", "0"}, {"-hops", "256"}, {"-tor", "nonsense"}, {"-nosuchflag"}, {"hello"}, {"-hops", "3", "extra"},
+		{"-protocol", "sphinx"}, {"-form", "relay"}, {"-protocol", "sealed", "-form", "mesh"}, {"-protocol", "layered", "-form", "chain"}} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
@@ -74,16 +105,31 @@ func TestFullNetworkOnTestnet(t *testing.T) {
 	if len(pids) != 8 { // 3 authorities, 3 relays, 2 clients
 		t.Errorf("%d tor processes, want 8", len(pids))
 	}
-	err = demo(ctx, tor, netConfig{hops: 3}, []byte("over real onions"), nil, &out)
+	// The layered protocol, then sealed mode in both forms, on the same
+	// private network.
+	nets := []netConfig{{hops: 3},
+		{hops: 3, protocol: ghostcomm.ProtocolSealed, sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormChain}},
+		{hops: 3, protocol: ghostcomm.ProtocolSealed, sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormRelay}}}
+	var outs []string
+	for _, nc := range nets {
+		var o bytes.Buffer
+		if err = demo(ctx, tor, nc, []byte("over real onions"), nil, &o); err != nil {
+			err = fmt.Errorf("%+v: %w", nc, err)
+			break
+		}
+		outs = append(outs, o.String())
+	}
 	if cerr := tor.close(); cerr != nil {
 		t.Errorf("stopping tor: %v", cerr)
 	}
-	t.Log(out.String())
+	t.Log(out.String() + strings.Join(outs, "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "Verified  yes") {
-		t.Fatal("no verified result")
+	for i, o := range outs {
+		if !strings.Contains(o, "Verified  yes") {
+			t.Fatalf("%+v: no verified result", nets[i])
+		}
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
