@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 
 	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
 	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
@@ -278,4 +279,22 @@ func (sp *sealedPrepared) FirstHop() string { return sp.res.Route[0].Onion.Addr(
 // Answer opens the first hop's answer as Send does (the reply in place).
 func (sp *sealedPrepared) Answer(typ uint8, body []byte) ([]byte, error) {
 	return sealedAnswer(sp.sent, sp.res.Route, wire.Type(typ), body)
+}
+
+// SealedKeys returns the sealed-mode keys of the current cycle's local
+// nodes, in payload order.
+func (p *Primary) SealedKeys() []*sealed.PrivateKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ks []*sealed.PrivateKey
+	for _, n := range p.current.nodes {
+		ks = append(ks, n.sealedKey)
+	}
+	return ks
+}
+
+// SealedAnswer opens the first hop's answer to a packet built with sent
+// along route, as Send does.
+func SealedAnswer(sent *sealed.Sent, route []NodeInfo, typ uint8, body []byte) ([]byte, error) {
+	return sealedAnswer(sent, route, wire.Type(typ), body)
 }

@@ -11,6 +11,7 @@ import (
 
 	. "github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/internal/sealed"
+	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
 
 func sealedPrimary(n int, f SealedForm, hopTimeout time.Duration) PrimaryConfig {
@@ -198,8 +199,9 @@ func TestSealedTamperedReplyRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := hn.client.Send(ctx, []byte("x"))
-	if !errors.Is(err, ErrAuth) {
-		t.Fatalf("altered reply: got %v, want ErrAuth", err)
+	var he *HopError
+	if !errors.Is(err, ErrAuth) || errors.As(err, &he) {
+		t.Fatalf("altered reply: got %v, want ErrAuth naming no hop", err)
 	}
 }
 
@@ -284,4 +286,180 @@ func TestPayloadBadSealedKeyRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The client's packet gives every hop the same budget, names each hop's
+// successor by its index in the payload, and ends at the exit: processed
+// hop by hop with the nodes' own keys.
+func TestSealedBudgetsEqual(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(5, FormRelay, 0), ClientConfig{Route: func(*Cycle) []int { return []int{3, 0, 4, 1} }})
+	sp, err := hn.client.PrepareSealed(hn.cycle, []byte("budgets"), 7*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := hn.primary.SealedKeys()
+	pkt := sp.Packet()
+	route := []int{3, 0, 4, 1}
+	for i, node := range route {
+		var r sealed.Result
+		if err := sealed.Process(keys[node], pkt, sealed.ReplayFunc(func([]byte) error { return nil }), &r); err != nil {
+			t.Fatalf("hop %d: %v", i+1, err)
+		}
+		if r.BudgetMS != 7000 {
+			t.Fatalf("hop %d: budget %d ms, want 7000 like every hop", i+1, r.BudgetMS)
+		}
+		if last := i == len(route)-1; last != (r.Command == sealed.CmdExit) || !last && int(r.Next) != route[i+1] {
+			t.Fatalf("hop %d: command %d, next %d", i+1, r.Command, r.Next)
+		}
+	}
+}
+
+// buildFor builds a packet with the cycle's keys along route (indexes into
+// cy.Nodes; an index past them names a node the hops do not know, with
+// node 0's key).
+func buildFor(t *testing.T, cy *Cycle, m sealed.Mode, route []int, budgetMS uint32) ([]byte, *sealed.Sent, []NodeInfo) {
+	t.Helper()
+	hops := make([]sealed.Hop, len(route))
+	infos := make([]NodeInfo, len(route))
+	for i, j := range route {
+		infos[i] = cy.Nodes[j%len(cy.Nodes)]
+		hops[i] = sealed.Hop{Index: byte(j), Key: sealed.PublicKey(infos[i].SealedKey), BudgetMS: budgetMS}
+	}
+	pkt, sent, err := sealed.Build(nil, sealed.Small, m, hops, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkt, sent, infos
+}
+
+// Failures found once the header has checked are failure reports, which
+// the client attributes: a budget below MinBudget, a packet of the other
+// form, a next-hop index the hop does not know or that names itself.
+func TestSealedReportsAfterHeader(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(2, FormChain, 0), ClientConfig{})
+	first := hn.cycle.Nodes[0].Onion.Addr()
+	for _, tc := range []struct {
+		name  string
+		mode  sealed.Mode
+		route []int
+		ms    uint32
+		want  error
+	}{
+		{"budget below MinBudget", sealed.Chain, []int{0, 1}, 99, ErrBudget},
+		{"relay packet in a chain cycle", sealed.Relay, []int{0, 1}, 5000, ErrAuth},
+		{"unknown next hop", sealed.Chain, []int{0, 7}, 5000, ErrMalformed},
+		{"itself as next hop", sealed.Chain, []int{0, 0}, 5000, ErrMalformed},
+	} {
+		pkt, sent, infos := buildFor(t, hn.cycle, tc.mode, tc.route, tc.ms)
+		h, b, err := hn.exchange(t, first, FrameSealedPacket, [][]byte{pkt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h != FrameSealedReply {
+			t.Fatalf("%s: frame %d %x, want a sealed reply (a failure report)", tc.name, h, b)
+		}
+		_, err = SealedAnswer(sent, infos, h, b)
+		var he *HopError
+		if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, tc.want) {
+			t.Fatalf("%s: got %v, want a HopError for hop 1 matching %v", tc.name, err, tc.want)
+		}
+	}
+	if got := hn.primary.Stats().Nodes.Failed; got != 4 {
+		t.Fatalf("%d failures counted, want 4", got)
+	}
+}
+
+func TestSealedExpiredCycleRefusedByHop(t *testing.T) {
+	clock := tortest.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	pc := sealedPrimary(2, FormChain, 0)
+	pc.Period, pc.Grace, pc.Clock = time.Hour, time.Minute, clock
+	hn := newHopNet(t, pc, ClientConfig{Clock: clock})
+	sp, err := hn.client.PrepareSealed(hn.cycle, []byte("late"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hn.primary.StopRotation()
+	clock.Set(hn.cycle.NotAfter.Add(time.Minute + time.Second))
+	h, b, err := hn.exchange(t, sp.FirstHop(), FrameSealedPacket, [][]byte{sp.Packet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Answer(h, b); !errors.Is(err, ErrStaleCycle) {
+		t.Fatalf("got %v, want ErrStaleCycle", err)
+	}
+}
+
+func TestLayeredNodeRefusesSealedPackets(t *testing.T) {
+	hn := newHopNet(t, PrimaryConfig{Nodes: 1}, ClientConfig{})
+	h, b, err := hn.exchange(t, hn.cycle.Nodes[0].Onion.Addr(), FrameSealedPacket, [][]byte{make([]byte, sealed.Small.Size())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != FrameReject || len(b) != 1 || b[0] != 9 {
+		t.Fatalf("sealed packet to a layered node: got %d %x, want reject 9", h, b)
+	}
+}
+
+// With equal budgets the first hop's wait ends first: a hop that stalls
+// past the second is reported as a timeout of hop 2, before the client's
+// own deadline.
+func TestSealedStallReportedAsHopTwo(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(4, FormRelay, 0), ClientConfig{Route: payloadOrder})
+	fourth := hn.cycle.Nodes[3].Onion.Addr()
+	hn.net.SetDialLatency(func(addr string) time.Duration {
+		if addr == fourth {
+			return time.Hour
+		}
+		return 0
+	})
+	hn.net.Sever(hn.cycle.Nodes[3].Onion.ServiceID) // the stream opened ahead
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := hn.client.Send(ctx, []byte("x"))
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != 2 || !errors.Is(err, ErrHopTimeout) {
+		t.Fatalf("got %v, want a HopError for hop 2 matching ErrHopTimeout", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the error came only after the client's deadline")
+	}
+}
+
+// A next hop that answers with a frame that is not a sealed reply is
+// reported by the hop before it (report 8).
+func TestSealedBrokenReplyNamed(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(2, FormChain, 0), ClientConfig{Route: payloadOrder})
+	second := hn.cycle.Nodes[1].Onion.Addr()
+	hn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
+		if a != second {
+			return c
+		}
+		return &typeHook{Conn: c}
+	})
+	hn.net.Sever(hn.cycle.Nodes[1].Onion.ServiceID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := hn.client.Send(ctx, []byte("x"))
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != 2 || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want a HopError for hop 2 matching ErrMalformed", err)
+	}
+}
+
+// typeHook turns the type of the first sealed reply read from the stream
+// into a layered reply (type 4).
+type typeHook struct {
+	net.Conn
+	seen int
+}
+
+func (r *typeHook) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	for i := 0; i < n; i++ {
+		if r.seen+i == 1 && b[i] == FrameSealedReply {
+			b[i] = FrameReply
+		}
+	}
+	r.seen += n
+	return n, err
 }
