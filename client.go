@@ -115,7 +115,9 @@ type Result struct {
 	// Data is the route's final output, as the last hop sealed it.
 	Data []byte
 	// Verified reports that every hop's processor is deterministic and
-	// Data equals the output the client computed for the route itself.
+	// Data equals the output the client computed for the route itself (in
+	// sealed mode's relay form, where only the exit processes the data:
+	// for the exit).
 	Verified bool
 	// Cycle is the id of the lock-cycle the message went through.
 	Cycle [16]byte
@@ -493,6 +495,12 @@ func (c *Client) startBackground() bool {
 // output; a mismatch returns the Result together with an error matching
 // ErrVerify. ActionFor says whether to retry, refetch or give up; on
 // ActionRefetch the client has already dropped its cycle.
+//
+// In a sealed cycle (Cycle.Protocol) the message travels as one packet of
+// the smallest class that holds it; data larger than the cycle's largest
+// class holds is ErrFrameTooLarge, a Route longer than MaxSealedHops is
+// ErrBadProtocol, and a reply altered on its way back is ErrAuth naming no
+// hop. docs/PROTOCOL.md, "Sealed mode in the network".
 func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
 	if err := c.closedErr("send"); err != nil {
 		return nil, err

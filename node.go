@@ -151,7 +151,9 @@ type HopEvent struct {
 	// Total is the time until the answer went back, including the rest of
 	// the route.
 	Total time.Duration
-	// InSize and OutSize are the data sizes before and after processing.
+	// InSize and OutSize are the data sizes before and after processing;
+	// both 0 at a relaying hop of sealed mode's relay form, which does not
+	// see the data.
 	InSize, OutSize int
 	// Last reports that this node was the route's last hop.
 	Last bool
