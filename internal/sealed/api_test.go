@@ -299,3 +299,24 @@ func TestOpenPGPWrongPoint(t *testing.T) {
 		t.Errorf("corrupted secret: %v", err)
 	}
 }
+
+// TestX25519MatchesStdlib: the package's X25519 (circl) gives crypto/ecdh's
+// results: public keys, and secrets a packet's hop derives (a hop that
+// computed another secret would fail the MAC).
+func TestX25519MatchesStdlib(t *testing.T) {
+	rnd := newDetRand("stdlib")
+	for range 50 {
+		k, err := sealed.GenerateKey(rnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ek, err := ecdh.X25519().NewPrivateKey(k.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := k.PublicKey()
+		if !bytes.Equal(ek.PublicKey().Bytes(), pub[:]) {
+			t.Fatal("public key differs from crypto/ecdh's")
+		}
+	}
+}
