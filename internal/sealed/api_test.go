@@ -318,5 +318,17 @@ func TestX25519MatchesStdlib(t *testing.T) {
 		if !bytes.Equal(ek.PublicKey().Bytes(), pub[:]) {
 			t.Fatal("public key differs from crypto/ecdh's")
 		}
+		other, err := ecdh.X25519().GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ek.ECDH(other.PublicKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := sealed.SharedSecret(k, other.PublicKey().Bytes())
+		if err != nil || !bytes.Equal(got[:], want) {
+			t.Fatalf("shared secret differs from crypto/ecdh's (%v)", err)
+		}
 	}
 }

@@ -28,3 +28,10 @@ func CorruptOpenPGPSecret(e *openpgp.Entity) {
 	sk, _ := sealedSubkey(e)
 	sk.PrivateKey.PrivateKey.(*pgpecdh.PrivateKey).D[5] ^= 1
 }
+
+// SharedSecret is X25519(k, u) as Process computes it.
+func SharedSecret(k *PrivateKey, u []byte) ([KeySize]byte, error) {
+	var s [KeySize]byte
+	err := shared(&s, &k.sk, u)
+	return s, err
+}
