@@ -6,9 +6,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/hkdf"
 	"hash"
-
-	"golang.org/x/crypto/hkdf"
 )
 
 // Labels of the key derivations.
@@ -34,15 +33,13 @@ func deriveHopKeys(k *hopKeys, s *[KeySize]byte, alpha []byte, pub *PublicKey) {
 	n := copy(info[:], hopLabel)
 	n += copy(info[n:], alpha)
 	copy(info[n:], pub[:])
-	r := hkdf.New(sha256.New, s[:], nil, info[:])
-	var out [32 + 32 + 2*KeySize + TagSize]byte
-	r.Read(out[:]) // 144 bytes, far below HKDF-SHA256's limit: cannot fail
+	out, _ := hkdf.Key(sha256.New, s[:], nil, string(info[:]), 32+32+2*KeySize+TagSize) // 144 bytes: cannot fail
 	n = copy(k.mac[:], out[:])
 	n += copy(k.hdr[:], out[n:])
 	n += copy(k.fwd[:], out[n:])
 	n += copy(k.bck[:], out[n:])
 	copy(k.tag[:], out[n:])
-	clear(out[:])
+	clear(out)
 }
 
 // headerMAC returns HMAC-SHA256(key, ver ‖ α ‖ β)[:MACSize] into out.
@@ -83,13 +80,11 @@ const lionessBlock = 32
 // newLioness expands a KeySize-byte seed into a LIONESS key with
 // HKDF-Expand-SHA256 (the seed is a uniformly random key: a valid PRK).
 func (l *lioness) init(seed *[KeySize]byte) {
-	r := hkdf.Expand(sha256.New, seed[:], []byte(lionessLabel))
-	var out [4 * 32]byte
-	r.Read(out[:]) // cannot fail at 128 bytes
+	out, _ := hkdf.Expand(sha256.New, seed[:], lionessLabel, 4*32) // cannot fail at 128 bytes
 	for i := range l.k {
 		copy(l.k[i][:], out[i*32:])
 	}
-	clear(out[:])
+	clear(out)
 }
 
 // encrypt enciphers b (more than lionessBlock bytes) in place:

@@ -3,6 +3,7 @@ package sealed_test
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"testing"
 
 	"github.com/ghostcomm/ghostcomm/internal/errs"
@@ -120,3 +121,46 @@ var noReplay = sealed.ReplayFunc(func([]byte) error { return nil })
 var _ sealed.Replay = (*replay.Cache)(nil)
 
 var _ = errs.ErrReplay
+
+func mustHex(s string) [32]byte {
+	var a [32]byte
+	if _, err := hex.Decode(a[:], []byte(s)); err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// inc and dec add and subtract a small number to a little-endian 256-bit
+// number.
+func inc(a [32]byte, k byte) [32]byte {
+	c := uint16(k)
+	for i := range a {
+		c += uint16(a[i])
+		a[i] = byte(c)
+		c >>= 8
+	}
+	return a
+}
+
+func dec(a [32]byte, k byte) [32]byte {
+	b := int16(k)
+	for i := range a {
+		v := int16(a[i]) - b
+		b = 0
+		if v < 0 {
+			v += 256
+			b = 1
+		}
+		a[i] = byte(v)
+	}
+	return a
+}
+
+func ff(top byte) [32]byte {
+	var a [32]byte
+	for i := range a {
+		a[i] = 0xff
+	}
+	a[31] = top
+	return a
+}

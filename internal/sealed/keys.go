@@ -1,7 +1,7 @@
 package sealed
 
 import (
-	"crypto/ecdh"
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	pgpecdh "github.com/ProtonMail/go-crypto/openpgp/ecdh"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/cloudflare/circl/dh/x25519"
 )
 
 // PublicKey is an X25519 public key: a canonical little-endian u-coordinate.
@@ -20,7 +21,7 @@ type PublicKey [KeySize]byte
 // PrivateKey is a node's sealed-mode X25519 key. It is safe for concurrent
 // use.
 type PrivateKey struct {
-	k   *ecdh.PrivateKey
+	sk  x25519.Key
 	pub PublicKey
 }
 
@@ -28,32 +29,28 @@ type PrivateKey struct {
 // variable-base), for the test that a relaying hop does exactly one.
 var x25519Ops atomic.Uint64
 
-// newECDHKey makes an ecdh key from scalar: one fixed-base multiplication.
-func newECDHKey(scalar []byte) (*ecdh.PrivateKey, error) {
+// X25519 is circl's (github.com/cloudflare/circl/dh/x25519, already in the
+// module graph through go-crypto): with its amd64 field arithmetic it is
+// about 25% faster than crypto/ecdh's, and half as costly for the client's
+// fixed-base multiplications, and it allocates nothing. The tests check it
+// against crypto/ecdh.
+
+// keyGen writes X25519(sk, 9) to pub: one fixed-base multiplication.
+func keyGen(pub, sk *x25519.Key) {
 	x25519Ops.Add(1)
-	k, err := ecdh.X25519().NewPrivateKey(scalar)
-	if err != nil {
-		return nil, fmt.Errorf("%w: X25519 scalar: %v", ErrMalformed, err)
-	}
-	return k, nil
+	x25519.KeyGen(pub, sk)
 }
 
-// x25519 writes X25519(k, u) to s. It refuses a non-canonical u or a
-// low-order point (an all-zero result) with ErrMalformed.
-func x25519(s *[KeySize]byte, k *ecdh.PrivateKey, u []byte) error {
+// shared writes X25519(sk, u) to s. It refuses a non-canonical u or a
+// low-order point (whose result is all zeros) with ErrMalformed.
+func shared(s *[KeySize]byte, sk *x25519.Key, u []byte) error {
 	if !canonicalU(u) {
 		return fmt.Errorf("%w: non-canonical X25519 point", ErrMalformed)
 	}
-	p, err := ecdh.X25519().NewPublicKey(u)
-	if err != nil {
-		return fmt.Errorf("%w: X25519 point: %v", ErrMalformed, err)
-	}
 	x25519Ops.Add(1)
-	out, err := k.ECDH(p)
-	if err != nil { // all-zero output: a low-order point
+	if !x25519.Shared((*x25519.Key)(s), sk, (*x25519.Key)(u)) {
 		return fmt.Errorf("%w: low-order X25519 point", ErrMalformed)
 	}
-	copy(s[:], out)
 	return nil
 }
 
@@ -103,20 +100,16 @@ func NewPrivateKey(scalar []byte) (*PrivateKey, error) {
 	if len(scalar) != KeySize {
 		return nil, fmt.Errorf("%w: X25519 scalar of %d bytes", ErrMalformed, len(scalar))
 	}
-	k, err := newECDHKey(scalar)
-	if err != nil {
-		return nil, err
-	}
-	pk := &PrivateKey{k: k}
-	copy(pk.pub[:], k.PublicKey().Bytes())
-	return pk, nil
+	k := &PrivateKey{sk: x25519.Key(scalar)}
+	keyGen((*x25519.Key)(&k.pub), &k.sk)
+	return k, nil
 }
 
 // PublicKey returns k's public key.
 func (k *PrivateKey) PublicKey() PublicKey { return k.pub }
 
 // Bytes returns a copy of k's KeySize-byte scalar, for NewPrivateKey.
-func (k *PrivateKey) Bytes() []byte { return k.k.Bytes() }
+func (k *PrivateKey) Bytes() []byte { return bytes.Clone(k.sk[:]) }
 
 // ParsePublicKey checks that b is a KeySize-byte canonical u-coordinate of
 // a point that is not of low order, and returns it; otherwise ErrMalformed.

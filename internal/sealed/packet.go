@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cloudflare/circl/dh/x25519"
 )
 
 // Offsets in a packet.
@@ -77,12 +79,8 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 		if err := readRand(rnd, x[:]); err != nil {
 			return nil, nil, err
 		}
-		ek, err := newECDHKey(x[:])
-		if err != nil {
-			return nil, nil, err
-		}
-		copy(alphas[i][:], ek.PublicKey().Bytes())
-		if err := x25519(&s, ek, route[i].Key[:]); err != nil {
+		keyGen((*x25519.Key)(&alphas[i]), (*x25519.Key)(&x))
+		if err := shared(&s, (*x25519.Key)(&x), route[i].Key[:]); err != nil {
 			return nil, nil, fmt.Errorf("hop %d's key: %w", i+1, err)
 		}
 		deriveHopKeys(&keys[i], &s, alphas[i][:], &route[i].Key)
@@ -219,7 +217,7 @@ func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 	}
 	alpha := packet[alphaAt:betaAt]
 	var s [KeySize]byte
-	if err := x25519(&s, key.k, alpha); err != nil {
+	if err := shared(&s, &key.sk, alpha); err != nil {
 		return err
 	}
 	var k hopKeys

@@ -83,6 +83,40 @@ func TestTargetsFromResults(t *testing.T) {
 	}
 }
 
+// TestSealedTargets: issue 14's targets read the sealed benchmarks and
+// compare in the right direction.
+func TestSealedTargets(t *testing.T) {
+	r := results{
+		"Hop/sealed/2KiB":             {"ns/op": {30}},
+		"Hop/ghostcomm/1KiB":          {"ns/op": {100}},
+		"Hop/sphinx":                  {"ns/op": {150}},
+		"Hop/sealed/32KiB":            {"ns/op": {50}},
+		"Hop/ghostcomm/sealed32KiB":   {"ns/op": {100}},
+		"Build/sealed/hops=5/2KiB":    {"ns/op": {90}},
+		"Build/ghostcomm/hops=5/1KiB": {"ns/op": {100}},
+		"Build/sphinx/hops=5":         {"ns/op": {300}},
+	}
+	want := map[string]string{
+		"sealed relaying hop, 2 KiB ÷ today's hop, 1 KiB":                         "**met**",
+		"sealed relaying hop, 2 KiB: lightning-onion ProcessOnionPacket ÷ sealed": "**not met**",
+		"sealed relaying hop, 32 KiB ÷ today's hop on the same data (31995 B)":    "**not met**",
+		"sealed build, 5 hops, 2 KiB ÷ today's 5-hop build, 1 KiB":                "**met**",
+		"sealed build, 5 hops, 2 KiB: lightning-onion NewOnionPacket ÷ sealed":    "**met**",
+	}
+	seen := 0
+	for _, tg := range targets(r, nil) {
+		if v, ok := want[tg.what]; ok {
+			seen++
+			if got := verdict(tg); got != v {
+				t.Errorf("%s: %s, want %s (%s)", tg.what, got, v, tg.measured)
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("found %d of %d sealed targets", seen, len(want))
+	}
+}
+
 func TestAllocationTarget(t *testing.T) {
 	r := results{
 		"Hop/ghostcomm/1KiB": {"allocs/op": {79}},
