@@ -126,6 +126,12 @@ func sealedAnswer(sent *sealed.Sent, route []NodeInfo, typ wire.Type, body []byt
 		// cannot be named.
 		return nil, fmt.Errorf("ghostcomm: sealed reply: %w", err)
 	}
+	return openedReply(rep, route)
+}
+
+// openedReply interprets an opened reply: the exit's answer, or a failure
+// report attributed to the hop that wrote it.
+func openedReply(rep sealed.Reply, route []NodeInfo) ([]byte, error) {
 	if rep.Depth < 1 || rep.Depth > len(route) {
 		return nil, fmt.Errorf("%w: sealed reply from depth %d of %d", ErrMalformed, rep.Depth, len(route))
 	}
@@ -142,6 +148,13 @@ func sealedAnswer(sent *sealed.Sent, route []NodeInfo, typ wire.Type, body []byt
 		}
 		if len(rep.Body) > 1 {
 			return nil, hopError(route, rep.Depth-1, fmt.Errorf("%w: failure report with %d detail bytes", ErrMalformed, len(rep.Body)))
+		}
+		switch wire.ReportCode(rep.Code) {
+		case wire.ReportNextNotFound, wire.ReportNextUnreached, wire.ReportNextTimeout, wire.ReportNextRejected, wire.ReportNextBrokeReply:
+			if rep.Depth == len(route) {
+				// The exit has no next hop to report on.
+				return nil, hopError(route, rep.Depth-1, fmt.Errorf("%w: the exit reports on a next hop (code %d)", ErrMalformed, rep.Code))
+			}
 		}
 		return nil, reportError(rep.Depth-1, route, []byte{rep.Code, detail})
 	}

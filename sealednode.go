@@ -141,7 +141,7 @@ func (n *Node) sealedDuplicate(ctx context.Context, r *transport.Request, call *
 // data (chain form, or the exit), the processing, and forwarding or
 // answering.
 func (n *Node) sealedHop(ctx context.Context, r *transport.Request, pkt []byte, res *sealed.Result, ev *HopEvent) (wire.Type, [][]byte, error) {
-	cls := sealed.Class(len(pkt)) // Process checked it is one
+	cls := res.Class()
 	budget := time.Duration(res.BudgetMS) * time.Millisecond
 	if budget < MinBudget {
 		return n.sealedFail(res, cls, wire.ReportBudget, 0, fmt.Errorf("%w: %v", ErrBudget, budget))
