@@ -3,10 +3,10 @@ package sealed
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/hkdf"
 	"hash"
 )
 

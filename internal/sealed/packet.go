@@ -203,6 +203,7 @@ var errNoKey = errors.New("sealed: Process needs a key and a Replay")
 // r.Next, of the same size; for CmdExit, or in Chain mode, the header for the
 // next hop and the payload opened for this hop: read it with r.Data, and in
 // Chain mode call r.Reseal before forwarding. It does one X25519 operation.
+// After an error the packet's bytes are unspecified and r is not usable.
 func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 	*r = Result{}
 	c, err := ClassOf(len(packet))

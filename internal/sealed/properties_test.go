@@ -31,14 +31,19 @@ func sameBytes(a, b []byte) int {
 	return n
 }
 
-// TestX25519Count: a relaying hop and the exit do exactly one X25519, a hop
-// wrapping a reply and the client opening it none, in both modes.
+// TestX25519Count: the client does two X25519 per hop to build, a relaying
+// hop and the exit exactly one, a hop wrapping a reply and the client
+// opening it none, in both modes.
 func TestX25519Count(t *testing.T) {
 	for _, m := range modes {
 		nw := newNetwork(t, "count", 5)
+		before := sealed.X25519Ops()
 		pkt, sent, err := sealed.Build(nil, sealed.Small, m, nw.route, []byte("count"))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := sealed.X25519Ops() - before; got != 10 {
+			t.Errorf("mode %d: building for 5 hops did %d X25519 operations, want 10", m, got)
 		}
 		rs := make([]sealed.Result, 5)
 		for i := range 5 {
@@ -60,7 +65,7 @@ func TestX25519Count(t *testing.T) {
 			}
 		}
 		reply := make([]byte, sealed.Small.Size())
-		before := sealed.X25519Ops()
+		before = sealed.X25519Ops()
 		if err := rs[4].Answer(reply, []byte("ok")); err != nil {
 			t.Fatal(err)
 		}

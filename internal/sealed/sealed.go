@@ -1,7 +1,6 @@
 package sealed
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/ghostcomm/ghostcomm/internal/errs"
@@ -14,8 +13,6 @@ var (
 	ErrAuth               = errs.ErrAuth               // header MAC or zero tag wrong: tampered, or not for this key
 	ErrReplay             = errs.ErrReplay             // what a Replay returns for a tag it has seen
 )
-
-var errNotImplemented = errors.New("sealed: not implemented")
 
 // Version is the first byte of every sealed packet.
 const Version = 1
