@@ -54,10 +54,11 @@
 // (PrimaryConfig.Protocol = ProtocolSealed): every packet and every reply is
 // exactly one of two sizes (2 KiB or 32 KiB) whatever the route's length,
 // each hop does one X25519 and adds a layer to the reply on its way back,
-// and every hop gets the same budget, so that what a hop receives tells it
-// neither its position nor the hops that follow. In the chain form hops
-// still process the data and the client verifies the result; in the relay
-// form only the exit sees the data. The payload announces the protocol, and
+// and every hop gets the same budget, so that neither a packet's size, nor
+// its bytes, nor its budget tell a hop its position or how many hops follow.
+// In the chain form hops still process the data (which itself may hint at
+// a hop's position) and the client verifies the result; in the relay form
+// only the exit sees the data. The payload announces the protocol, and
 // clients follow it.
 package ghostcomm
 
