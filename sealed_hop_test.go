@@ -400,10 +400,12 @@ func TestLayeredNodeRefusesSealedPackets(t *testing.T) {
 	}
 }
 
-// With equal budgets the first hop's wait ends first: a hop that stalls
-// past the second is reported as a timeout of hop 2, before the client's
-// own deadline.
-func TestSealedStallReportedAsHopTwo(t *testing.T) {
+// With equal budgets each hop's wait starts when the packet reaches it, so
+// the hops nearest the client give up first: a stall at hop 4 is reported,
+// before the client's own deadline, as a timeout of a hop at or before it
+// (usually hop 2, named by hop 1; under load a later hop's report may win
+// the race), never of hop 1.
+func TestSealedStallReportedAtOrBefore(t *testing.T) {
 	hn := newHopNet(t, sealedPrimary(4, FormRelay, 0), ClientConfig{Route: payloadOrder})
 	fourth := hn.cycle.Nodes[3].Onion.Addr()
 	hn.net.SetDialLatency(func(addr string) time.Duration {
@@ -417,12 +419,13 @@ func TestSealedStallReportedAsHopTwo(t *testing.T) {
 	defer cancel()
 	_, err := hn.client.Send(ctx, []byte("x"))
 	var he *HopError
-	if !errors.As(err, &he) || he.Hop != 2 || !errors.Is(err, ErrHopTimeout) {
-		t.Fatalf("got %v, want a HopError for hop 2 matching ErrHopTimeout", err)
+	if !errors.As(err, &he) || he.Hop < 2 || he.Hop > 4 || !errors.Is(err, ErrHopTimeout) {
+		t.Fatalf("got %v, want a HopError for hop 2, 3 or 4 matching ErrHopTimeout", err)
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the error came only after the client's deadline")
 	}
+	t.Logf("stall at hop 4 reported as a timeout of hop %d", he.Hop)
 }
 
 // A next hop that answers with a frame that is not a sealed reply is
