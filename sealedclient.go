@@ -71,6 +71,9 @@ func (c *Client) prepareSealed(cy *Cycle, data []byte, budget time.Duration) (*s
 
 // sendSealed sends data through a sealed-mode route of cy.
 func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+	if _, err := c.sealedClass(cy, len(data)); err != nil {
+		return nil, err // too large, whatever the time left
+	}
 	budget, err := firstBudget(time.Until(deadlineOf(ctx)), c.cfg.Rand)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)

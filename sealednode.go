@@ -86,7 +86,7 @@ func (n *Node) handleSealed(ctx context.Context, r *transport.Request, start, no
 	if dup {
 		r.Accept()
 		n.stats.duplicates.Add(1)
-		typ, parts := n.sealedDuplicate(ctx, r, call, &res)
+		typ, parts := n.sealedDuplicate(ctx, r, call)
 		n.observe(HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Duplicate: true})
 		return typ, parts
 	}
@@ -123,7 +123,7 @@ func (n *Node) observe(ev HopEvent) {
 }
 
 // sealedDuplicate waits for the first copy's answer.
-func (n *Node) sealedDuplicate(ctx context.Context, r *transport.Request, call *answerCall, res *sealed.Result) (wire.Type, [][]byte) {
+func (n *Node) sealedDuplicate(ctx context.Context, r *transport.Request, call *answerCall) (wire.Type, [][]byte) {
 	if err := r.Park(0); err != nil {
 		return wire.Reject, [][]byte{{byte(rejectFor(err))}}
 	}
