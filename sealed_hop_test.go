@@ -466,3 +466,22 @@ func (r *typeHook) Read(b []byte) (int, error) {
 	r.seen += n
 	return n, err
 }
+
+// A reply whose size is not its packet's can only come from the first hop:
+// it is named.
+func TestSealedWrongSizeReplyNamesFirstHop(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(2, FormRelay, 0), ClientConfig{Route: payloadOrder})
+	sp, err := hn.client.PrepareSealed(hn.cycle, []byte("x"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sp.Answer(FrameSealedReply, make([]byte, sealed.Small.Size()-1))
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != 1 || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want a HopError for hop 1 matching ErrMalformed", err)
+	}
+	// The right size, but opening at no depth: ErrAuth, no hop named.
+	if _, err = sp.Answer(FrameSealedReply, make([]byte, sealed.Small.Size())); !errors.Is(err, ErrAuth) || errors.As(err, &he) {
+		t.Fatalf("got %v, want ErrAuth naming no hop", err)
+	}
+}

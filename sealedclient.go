@@ -1,6 +1,6 @@
 package ghostcomm
 
-// A Client in sealed mode (docs/PROTOCOL.md, "Sealed mode").
+// A Client in sealed mode (docs/PROTOCOL.md, "Sealed mode in the network").
 
 import (
 	"context"
@@ -122,6 +122,11 @@ func sealedAnswer(sent *sealed.Sent, route []NodeInfo, typ wire.Type, body []byt
 		return nil, hopError(route, 0, rejectErr(rejectCodeOf(body)))
 	default:
 		return nil, hopError(route, 0, fmt.Errorf("%w: answered with %v", ErrMalformed, typ))
+	}
+	if len(body) != sent.Class().Size() {
+		// Every hop passes on a reply of its packet's size: the first
+		// hop sent this one.
+		return nil, hopError(route, 0, fmt.Errorf("%w: sealed reply of %d bytes for a packet of %d", ErrMalformed, len(body), sent.Class().Size()))
 	}
 	rep, err := sent.OpenReply(body)
 	if err != nil {

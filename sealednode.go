@@ -1,7 +1,8 @@
 package ghostcomm
 
-// A Node in sealed mode (docs/PROTOCOL.md, "Sealed mode"): the packet
-// format itself is internal/sealed; here is what a hop does around it.
+// A Node in sealed mode (docs/PROTOCOL.md, "Sealed mode in the network"):
+// the packet format itself is internal/sealed; here is what a hop does
+// around it.
 
 import (
 	"context"
