@@ -12,8 +12,7 @@ import (
 
 // Labels of the key derivations.
 const (
-	hopLabel     = "ghostcomm sealed v1 hop"
-	lionessLabel = "ghostcomm sealed v1 lioness"
+	hopLabel = "ghostcomm sealed v1 hop"
 )
 
 // hopKeys are the keys one hop derives from its shared secret.
@@ -59,51 +58,55 @@ func headerStream(out *[(MaxHops + 1) * SlotSize]byte, key *[32]byte) {
 	ctrXOR(key[:], out[:])
 }
 
-// ctrXOR XORs AES-256-CTR(key, IV 0) into b.
-func ctrXOR(key, b []byte) {
+// newCTR is AES-256-CTR under key with a zero IV.
+func newCTR(key []byte) cipher.Stream {
 	block, _ := aes.NewCipher(key) // every key here is 32 bytes: never fails
 	var iv [aes.BlockSize]byte
-	cipher.NewCTR(block, iv[:]).XORKeyStream(b, b)
+	return cipher.NewCTR(block, iv[:])
 }
+
+// ctrXOR XORs AES-256-CTR(key, IV 0) into b.
+func ctrXOR(key, b []byte) { newCTR(key).XORKeyStream(b, b) }
 
 // lioness is a LIONESS key (Anderson and Biham 1996) with AES-256-CTR as the
 // stream cipher and HMAC-SHA256 as the hash: four 32-byte subkeys. It is a
 // strong pseudorandom permutation on blocks of more than 32 bytes: a change
 // to any bit of the ciphertext turns all of the plaintext into garbage.
 type lioness struct {
-	k [4][32]byte
+	k [4 * 32]byte // K1 ‖ K2 ‖ K3 ‖ K4
 }
+
+// sub is subkey i (1..4).
+func (l *lioness) sub(i int) *[32]byte { return (*[32]byte)(l.k[(i-1)*32 : i*32]) }
 
 // lionessBlock is the left part's size: an AES-256 key, a SHA-256 output.
 const lionessBlock = 32
 
-// newLioness expands a KeySize-byte seed into a LIONESS key with
-// HKDF-Expand-SHA256 (the seed is a uniformly random key: a valid PRK).
+// init expands a KeySize-byte seed into a LIONESS key: the subkeys are the
+// first 128 bytes of the AES-256-CTR keystream under the seed (zero IV), a
+// PRF of the seed that costs one key schedule and eight blocks.
 func (l *lioness) init(seed *[KeySize]byte) {
-	out, _ := hkdf.Expand(sha256.New, seed[:], lionessLabel, 4*32) // cannot fail at 128 bytes
-	for i := range l.k {
-		copy(l.k[i][:], out[i*32:])
-	}
-	clear(out)
+	clear(l.k[:])
+	ctrXOR(seed[:], l.k[:])
 }
 
 // encrypt enciphers b (more than lionessBlock bytes) in place:
 // R ^= S(L⊕K1); L ^= H_K2(R); R ^= S(L⊕K3); L ^= H_K4(R).
 func (l *lioness) encrypt(b []byte) {
 	L, R := b[:lionessBlock], b[lionessBlock:]
-	l.stream(L, &l.k[0], R)
-	l.hash(L, &l.k[1], R)
-	l.stream(L, &l.k[2], R)
-	l.hash(L, &l.k[3], R)
+	l.stream(L, l.sub(1), R)
+	l.hash(L, l.sub(2), R)
+	l.stream(L, l.sub(3), R)
+	l.hash(L, l.sub(4), R)
 }
 
 // decrypt deciphers b in place: the rounds of encrypt, in reverse.
 func (l *lioness) decrypt(b []byte) {
 	L, R := b[:lionessBlock], b[lionessBlock:]
-	l.hash(L, &l.k[3], R)
-	l.stream(L, &l.k[2], R)
-	l.hash(L, &l.k[1], R)
-	l.stream(L, &l.k[0], R)
+	l.hash(L, l.sub(4), R)
+	l.stream(L, l.sub(3), R)
+	l.hash(L, l.sub(2), R)
+	l.stream(L, l.sub(1), R)
 }
 
 // stream XORs AES-256-CTR(L ⊕ k, IV 0) into R.

@@ -235,15 +235,15 @@ func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 	}
 
 	// β ‖ 0^SlotSize ⊕ stream: the hop's slot, then the next β.
-	var ks [(MaxHops + 1) * SlotSize]byte
-	headerStream(&ks, &k.hdr)
+	ctr := newCTR(k.hdr[:])
 	beta := packet[betaAt:gammaAt]
-	subtle.XORBytes(beta, beta, ks[:betaSize])
+	ctr.XORKeyStream(beta, beta)
 	var slot [SlotSize]byte
 	copy(slot[:], beta[:SlotSize])
 	copy(beta, beta[SlotSize:])
-	copy(beta[betaSize-SlotSize:], ks[betaSize:])
-	clear(ks[:])
+	tail := beta[betaSize-SlotSize:]
+	clear(tail)
+	ctr.XORKeyStream(tail, tail) // the stream's last SlotSize bytes
 	if err := r.parseSlot(&slot); err != nil {
 		return err
 	}
