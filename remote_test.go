@@ -384,8 +384,14 @@ func TestRemoteTooFewNodes(t *testing.T) {
 	if got := rn.primary.Stats().CyclesFailed; got != 1 {
 		t.Fatalf("CyclesFailed %d, want 1", got)
 	}
-	if after := rn.primary.Cycle(); after.ID != before.ID {
+	after := rn.primary.Cycle()
+	if after.ID != before.ID {
 		t.Fatal("the cycle changed although the rotation failed")
+	}
+	// Extended into its grace window (the remote nodes stop when they
+	// always would: NotAfter plus Grace does not move).
+	if !after.NotAfter.After(before.NotAfter) || !after.NotAfter.Add(after.Grace).Equal(before.NotAfter.Add(before.Grace)) {
+		t.Fatalf("after a failed rotation the cycle ends %v (grace %v), before %v (grace %v)", after.NotAfter, after.Grace, before.NotAfter, before.Grace)
 	}
 	sendVerified(t, rn.client, 2)
 	// The remaining node learns that the cycle did not form.
