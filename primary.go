@@ -239,11 +239,11 @@ type Primary struct {
 }
 
 type cycleState struct {
-	cycle    *Cycle // replaced, never changed, by extend; read under p.mu
-	extended bool   // extend lent it half its grace window
-	nodes   []*Node      // the local nodes
-	batches []CycleNodes // every source's nodes, the local ones first
-	encoded []byte       // the payload's node list, encoded once
+	cycle    *Cycle       // replaced, never changed, by extend; read under p.mu
+	extended bool         // extend lent it half its grace window
+	nodes    []*Node      // the local nodes
+	batches  []CycleNodes // every source's nodes, the local ones first
+	encoded  []byte       // the payload's node list, encoded once
 }
 
 // NewPrimary creates the first lock-cycle's nodes, then the Primary's own
