@@ -35,6 +35,7 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	minNodes := fs.Int("min-nodes", 1, "the fewest nodes a lock-cycle forms with; else the current one is extended and the rotation retried")
 	remoteWait := fs.Duration("remote-wait", ghostcomm.DefaultRemoteWait, "with -remote: how long a new lock-cycle waits for remote nodes' descriptors")
 	period := fs.Duration("period", ghostcomm.DefaultPeriod, "how long a lock-cycle is handed out")
+	publishAhead := fs.Duration("publish-ahead", 0, "how long before a lock-cycle ends its successor is formed (0: a quarter of -period, at most 1m); remote nodes submit descriptors in the first half of it")
 	grace := fs.Duration("grace", ghostcomm.DefaultGrace, "how long a replaced cycle's nodes keep serving")
 	clientAuth := fs.Int("client-auth", 0, "admit only clients holding a key: make keys until there are at least N (see \"ghostcomm client\")")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on this 127.0.0.1 address (host:port); off when empty")
@@ -65,6 +66,8 @@ func (e *env) primary(ctx context.Context, args []string) error {
 		return usageErrorf("-remote-wait must be positive")
 	case *period <= 0:
 		return usageErrorf("-period must be positive")
+	case *publishAhead < 0 || (*publishAhead > 0 && *publishAhead >= *period):
+		return usageErrorf("-publish-ahead must be shorter than -period")
 	case *grace < 0:
 		return usageErrorf("-grace must not be negative")
 	case *clientAuth < 0:
@@ -121,7 +124,7 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	}
 	defer tor.close()
 
-	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, MinNodes: *minNodes, Period: *period, Grace: *grace, Logger: logger}
+	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, MinNodes: *minNodes, Period: *period, PublishAhead: *publishAhead, Grace: *grace, Logger: logger}
 	if *grace == 0 {
 		cfg.Grace = -1 // the flag's zero means none; the library's means the default
 	}
