@@ -90,7 +90,11 @@ func (e *env) node(ctx context.Context, args []string) error {
 	}
 	defer tor.close()
 
-	rn, err := ghostcomm.NewRemoteNode(tor.ctrl, tor.dialer, ghostcomm.RemoteNodeConfig{
+	// An invite with a client authorization key (the Primary runs with
+	// -client-auth): the node's tor gets the key, as send gives it to the
+	// sender's.
+	dialer := authDialer{Dialer: tor.dialer, auth: tor.ctrl}
+	rn, err := ghostcomm.NewRemoteNode(tor.ctrl, dialer, ghostcomm.RemoteNodeConfig{
 		Identity: key, Invite: inv, Retry: *retry, Logger: logger,
 		Node: ghostcomm.NodeConfig{Processor: spec},
 	})
@@ -107,4 +111,15 @@ func (e *env) node(ctx context.Context, args []string) error {
 		return fmt.Errorf("stopping: %w", err)
 	}
 	return nil
+}
+
+// authDialer is a Dialer whose tor takes client authorization keys through
+// its controller.
+type authDialer struct {
+	ghostcomm.Dialer
+	auth ghostcomm.ClientAuthorizer
+}
+
+func (d authDialer) AddClientAuth(ctx context.Context, serviceID string, key [32]byte) error {
+	return d.auth.AddClientAuth(ctx, serviceID, key)
 }

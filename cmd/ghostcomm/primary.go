@@ -18,6 +18,10 @@ import (
 // envStateDir is where systemd's StateDirectory= puts the state directory.
 const envStateDir = "STATE_DIRECTORY"
 
+// firstCycleRetry is the pause before a Primary with remote nodes tries
+// again to form its first lock-cycle.
+const firstCycleRetry = 5 * time.Second
+
 // Files of a state directory besides ghostcomm.IdentityFile: the invite
 // (without client authorization), and one invite per client.
 const (
@@ -145,7 +149,16 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	// With remote nodes, the first cycle forms once enough have joined:
 	// until then, try again.
 	for src != nil && errors.Is(err, ghostcomm.ErrTooFewNodes) && ctx.Err() == nil {
-		progress.line("the first lock-cycle did not form (%v); trying again", oneLine(err.Error()))
+		hint := ""
+		if list, _ := readNodeList(*state); len(list) == 0 {
+			hint = " (no node is enrolled: ghostcomm nodes -state " + *state + " add NAME KEY)"
+		}
+		progress.line("the first lock-cycle did not form (%v)%s; trying again in %v", oneLine(err.Error()), hint, firstCycleRetry)
+		select {
+		case <-ctx.Done():
+			continue
+		case <-time.After(firstCycleRetry):
+		}
 		p, err = ghostcomm.NewPrimary(ctx, tor.ctrl, tor.dialer, cfg)
 	}
 	progress.done()
