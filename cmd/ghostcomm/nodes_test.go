@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ghostcomm/ghostcomm"
 )
@@ -100,4 +102,38 @@ func FuzzParseNodeList(f *testing.F) {
 			t.Fatalf("%q parsed, but marshals to %q", b, out)
 		}
 	})
+}
+
+// A running Primary's poll applies a change to the file within a few
+// seconds: an enrolment, then a revocation.
+func TestPollNodes(t *testing.T) {
+	dir := t.TempDir()
+	src, err := ghostcomm.NewRemoteSource(ghostcomm.RemoteSourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := nodeApplier(dir, src, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { pollNodes(ctx, apply, slog.New(slog.DiscardHandler)); close(done) }()
+	defer func() { cancel(); <-done }()
+	a := newNodeKey(t)
+	waitFor := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(3 * nodesPoll)
+		for src.Enrolled(a) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("enrolled %v after %v, want %v", !want, 3*nodesPoll, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := writeFileAtomic(filepath.Join(dir, nodesFile), marshalNodeList([]enrolledNode{{"a", a, "op"}})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(true)
+	if err := writeFileAtomic(filepath.Join(dir, nodesFile), marshalNodeList(nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(false)
 }
