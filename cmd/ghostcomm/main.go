@@ -126,7 +126,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	if err != nil && !errors.Is(err, errReported) {
-		fmt.Fprintf(stderr, "ghostcomm: %s\n", oneLine(err.Error()))
+		// The library's errors say "ghostcomm: " themselves; say it once.
+		fmt.Fprintf(stderr, "ghostcomm: %s\n", strings.TrimPrefix(oneLine(err.Error()), "ghostcomm: "))
 	}
 	return exitCode(err)
 }
