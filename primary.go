@@ -45,7 +45,11 @@ type PrimaryConfig struct {
 	// MinNodes is the fewest nodes a new cycle may have. A rotation that
 	// gathers fewer fails with ErrTooFewNodes (logged and counted in
 	// PrimaryStats.CyclesFailed): the current cycle stays handed out and
-	// the rotation is tried again. Zero: 1.
+	// the rotation is tried again. The first failed rotation of a cycle
+	// extends it into its grace window: its NotAfter moves Grace/2 later
+	// and its Grace shrinks by as much, so that payloads fetched from then
+	// on show the later end, while every node still stops at the same
+	// NotAfter plus Grace. Zero: 1.
 	MinNodes int
 	// Period is how long a lock-cycle is handed out. Zero: DefaultPeriod.
 	// A cycle is replaced early, as if PublishAhead had been reached, once
@@ -257,10 +261,11 @@ type Primary struct {
 }
 
 type cycleState struct {
-	cycle   *Cycle
-	nodes   []*Node      // the local nodes
-	batches []CycleNodes // every source's nodes, the local ones first
-	encoded []byte       // the payload's node list, encoded once
+	cycle    *Cycle       // replaced, never changed, by extend; read under p.mu
+	extended bool         // extend lent it half its grace window
+	nodes    []*Node      // the local nodes
+	batches  []CycleNodes // every source's nodes, the local ones first
+	encoded  []byte       // the payload's node list, encoded once
 }
 
 // NewPrimary creates the first lock-cycle's nodes, then the Primary's own
@@ -405,6 +410,7 @@ func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	next, err := p.newCycle(ctx)
 	if err != nil {
 		p.cyclesFailed.Add(1)
+		p.extend(err)
 		return err
 	}
 	p.mu.Lock()
@@ -419,13 +425,39 @@ func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	if now.After(retireAt) {
 		retireAt = now
 	}
-	retireAt = retireAt.Add(p.cfg.Grace)
+	retireAt = retireAt.Add(old.cycle.Grace) // what is left of it, if extended
 	p.retiring[old] = p.cfg.Clock.AfterFunc(retireAt.Sub(now), func() { p.retire(old) })
 	p.scheduleRotation()
 	p.mu.Unlock()
 	p.rotations.Add(1)
 	p.cfg.Logger.Info("lock-cycle rotated", "cycle", fmt.Sprintf("%x", next.cycle.ID), "retire_old_at", retireAt)
 	return nil
+}
+
+// extend hands out the current cycle for longer, after a rotation failed
+// with err: its NotAfter moves half its grace window later, and its Grace
+// shrinks by as much, so that NotAfter plus Grace, when every node (local
+// or remote) stops accepting the cycle's messages, stays where it was and
+// no node needs to be told. Clients see the later end in every payload
+// fetched from now on. A cycle is extended once; a cycle without grace
+// cannot be.
+func (p *Primary) extend(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.current
+	if p.closed || cs == nil || cs.extended {
+		return
+	}
+	add := (cs.cycle.Grace / 2).Truncate(time.Second)
+	if add <= 0 {
+		p.cfg.Logger.Warn("the next lock-cycle did not form, and the current one has no grace window to be extended into", "cycle", fmt.Sprintf("%x", cs.cycle.ID), "err", err)
+		return
+	}
+	c := cs.cycle.clone()
+	c.NotAfter = c.NotAfter.Add(add)
+	c.Grace -= add
+	cs.cycle, cs.extended = c, true
+	p.cfg.Logger.Warn("the next lock-cycle did not form: the current one is extended", "cycle", fmt.Sprintf("%x", c.ID), "not_after", c.NotAfter, "grace", c.Grace, "err", err)
 }
 
 // scheduleRotation arms the timer for the current cycle's successor. p.mu is
@@ -651,11 +683,15 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	cs := p.current
+	var cycle Cycle
+	if cs != nil {
+		cycle = *cs.cycle
+	}
 	p.mu.Unlock()
 	if cs == nil {
 		return nil, fmt.Errorf("%w: no lock-cycle yet", ErrBusy)
 	}
-	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
+	pl := payload{cycle: cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
 	content, err := pl.marshal()
 	if err != nil {
 		return nil, err
@@ -669,7 +705,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer k.Wipe()
-	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
+	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cycle.NotBefore.Unix(), signed, p.cfg.Rand)
 }
 
 // Close stops rotations, closes the Primary's server and removes its onion,

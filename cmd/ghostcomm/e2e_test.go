@@ -157,7 +157,13 @@ type primaryProc struct {
 
 func startPrimary(t *testing.T, bin string, args ...string) *primaryProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"primary"}, args...)...)
+	return startCmd(t, bin, "primary", args...)
+}
+
+// startCmd starts "ghostcomm CMD ARGS..." that runs until stopped.
+func startCmd(t *testing.T, bin, command string, args ...string) *primaryProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{command}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +187,7 @@ func startPrimary(t *testing.T, bin string, args ...string) *primaryProc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("ghostcomm primary %v stderr:\n%s", args, p.stderr)
+			t.Logf("ghostcomm %s %v stderr:\n%s", command, args, p.stderr)
 		}
 	})
 	return p

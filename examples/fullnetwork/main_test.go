@@ -70,6 +70,30 @@ func TestFullNetworkSealedOnFakeTor(t *testing.T) {
 	}
 }
 
+// -remote N: N of the hops are remote nodes that joined through the
+// Primary's onion with their own keys; the message crosses all of them.
+func TestFullNetworkRemoteOnFakeTor(t *testing.T) {
+	for _, c := range []struct{ hops, remote int }{{3, 2}, {4, 4}, {1, 1}} {
+		t.Run(fmt.Sprintf("%d-%d", c.hops, c.remote), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run([]string{"-hops", fmt.Sprint(c.hops), "-remote", fmt.Sprint(c.remote)}, &out, &errOut)
+			s := out.String()
+			if code != 0 || !strings.Contains(s, "Verified  yes") {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, s, &errOut)
+			}
+			if got := strings.Count(s, "(remote)\n"); got != c.remote {
+				t.Fatalf("%d remote hops, want %d:\n%s", got, c.remote, s)
+			}
+			if got := strings.Count(s, "(local)\n"); got != c.hops-c.remote {
+				t.Fatalf("%d local hops, want %d:\n%s", got, c.hops-c.remote, s)
+			}
+			if want := fmt.Sprintf("%d of them remote", c.remote); !strings.Contains(s, want) {
+				t.Fatalf("no %q:\n%s", want, s)
+			}
+		})
+	}
+}
+
 func TestFullNetworkHelp(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
@@ -82,7 +106,8 @@ func TestFullNetworkHelp(t *testing.T) {
 
 func TestFullNetworkBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-hops", "0"}, {"-hops", "256"}, {"-tor", "nonsense"}, {"-nosuchflag"}, {"hello"}, {"-hops", "3", "extra"},
-		{"-protocol", "sphinx"}, {"-form", "relay"}, {"-protocol", "sealed", "-form", "mesh"}, {"-protocol", "layered", "-form", "chain"}} {
+		{"-protocol", "sphinx"}, {"-form", "relay"}, {"-protocol", "sealed", "-form", "mesh"}, {"-protocol", "layered", "-form", "chain"},
+		{"-hops", "3", "-remote", "4"}, {"-remote", "-1"}} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
@@ -91,7 +116,8 @@ func TestFullNetworkBadFlags(t *testing.T) {
 }
 
 // TestFullNetworkOnTestnet runs the demo on real onion services in a private
-// Tor network on 127.0.0.1, and checks that no tor it started is left.
+// Tor network on 127.0.0.1, with two local nodes and one remote one (-remote
+// 1), and checks that no tor it started is left.
 func TestFullNetworkOnTestnet(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -107,7 +133,7 @@ func TestFullNetworkOnTestnet(t *testing.T) {
 	}
 	// The layered protocol, then sealed mode in both forms, on the same
 	// private network.
-	nets := []netConfig{{hops: 3},
+	nets := []netConfig{{hops: 3, remote: 1},
 		{hops: 3, protocol: ghostcomm.ProtocolSealed, sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormChain}},
 		{hops: 3, protocol: ghostcomm.ProtocolSealed, sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormRelay}}}
 	var outs []string
@@ -130,6 +156,9 @@ func TestFullNetworkOnTestnet(t *testing.T) {
 		if !strings.Contains(o, "Verified  yes") {
 			t.Fatalf("%+v: no verified result", nets[i])
 		}
+	}
+	if strings.Count(out.String(), "(local)\n") != 2 || strings.Count(out.String(), "(remote)\n") != 1 {
+		t.Fatal("want 2 local hops and 1 remote one")
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {

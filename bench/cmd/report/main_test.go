@@ -218,3 +218,43 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 		t.Fatalf("rendered:\n%s", b.String())
 	}
 }
+
+// The hand-written sections of the report replaced are kept, markers
+// included, and a broken marker stops the report instead of losing text.
+func TestKeptSections(t *testing.T) {
+	a := keptBegin + "\n## Remote nodes\n\nfigures\n" + keptEnd
+	b := keptBegin + "\nmore\n" + keptEnd
+	got, err := keptSections("# Performance\n\n" + a + "\n\n## All benchmarks\n\n" + b + "\n")
+	if err != nil || got != a+"\n\n"+b+"\n\n" {
+		t.Fatalf("kept %q, %v", got, err)
+	}
+	if got, err := keptSections("# Performance\n"); err != nil || got != "" {
+		t.Fatalf("no section: %q, %v", got, err)
+	}
+	for _, bad := range []string{keptBegin + "\nno end", "no begin\n" + keptEnd, keptBegin + keptBegin + keptEnd} {
+		if _, err := keptSections(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	// render puts them before "All benchmarks".
+	doc := render(options{kept: a + "\n\n"}, machine{}, nil, results{}, results{}, nil, nil)
+	if i, j := strings.Index(doc, a), strings.Index(doc, "## All benchmarks"); i < 0 || j < i {
+		t.Fatalf("kept section at %d, All benchmarks at %d", i, j)
+	}
+}
+
+// The hand-written sections of docs/PERFORMANCE.md are well marked, so
+// that the next report keeps them.
+func TestPerformanceDocKeptSections(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "PERFORMANCE.md"))
+	if err != nil {
+		t.Skip(err)
+	}
+	kept, err := keptSections(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(kept, "## Remote nodes") || !strings.Contains(kept, "TestRemote255") {
+		t.Fatalf("docs/PERFORMANCE.md keeps no remote-nodes section:\n%s", kept)
+	}
+}
