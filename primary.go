@@ -69,9 +69,11 @@ type PrimaryConfig struct {
 
 	// Protocol is the message protocol of every cycle, announced in the
 	// payload: ProtocolLayered or ProtocolSealed. Zero: ProtocolLayered.
-	// Sealed mode needs every node to have a sealed-mode key: it cannot
-	// be combined with a RemoteSource (ErrBadProtocol), and a cycle from a
-	// NodeSource whose nodes lack one does not form (ErrBadProtocol).
+	// Sealed mode needs every node to have a sealed-mode key: remote
+	// nodes make one when the Primary's NodeCycle announces sealed mode
+	// (a descriptor without one is refused, ErrBadProtocol), and a cycle
+	// from another NodeSource whose nodes lack one does not form
+	// (ErrBadProtocol).
 	Protocol Protocol
 	// Sealed configures sealed mode; it must be zero with the layered
 	// protocol (ErrBadProtocol).
@@ -188,14 +190,7 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	if d.Protocol, d.Sealed, err = checkProtocol(d.Protocol, d.Sealed); err != nil {
 		return d, err
 	}
-	if d.Protocol == ProtocolSealed {
-		for _, s := range d.Sources {
-			if _, ok := s.(*RemoteSource); ok {
-				// A remote node's descriptor carries no sealed-mode key.
-				return d, fmt.Errorf("%w: sealed mode with remote nodes", ErrBadProtocol)
-			}
-		}
-	}
+
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
 	}

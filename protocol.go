@@ -64,8 +64,8 @@ type SealedConfig struct {
 
 // ErrBadProtocol: a protocol, sealed-mode form or packet class that does
 // not exist, or a combination that the chosen protocol cannot carry (sealed
-// options with the layered protocol, sealed mode with remote nodes, a node
-// without a sealed-mode key in a sealed cycle, a route longer than
+// options with the layered protocol, a node without a sealed-mode key in a
+// sealed cycle or with one in a layered cycle, a route longer than
 // MaxSealedHops).
 var ErrBadProtocol = errors.New("ghostcomm: unsupported protocol or protocol combination")
 

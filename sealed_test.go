@@ -3,6 +3,7 @@ package ghostcomm_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -221,16 +222,11 @@ func TestSealedBadCombinations(t *testing.T) {
 	defer cancel()
 	n := tortest.NewNetwork(tortest.Config{})
 	defer n.Close()
-	src, err := ghostcomm.NewRemoteSource(ghostcomm.RemoteSourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, pc := range map[string]ghostcomm.PrimaryConfig{
 		"unknown protocol":        {Protocol: "onion"},
 		"sealed options, layered": {Sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormRelay}},
 		"unknown form":            {Protocol: ghostcomm.ProtocolSealed, Sealed: ghostcomm.SealedConfig{Form: "mesh"}},
 		"unknown class":           {Protocol: ghostcomm.ProtocolSealed, Sealed: ghostcomm.SealedConfig{MaxPacket: 8192}},
-		"remote nodes":            {Protocol: ghostcomm.ProtocolSealed, Sources: []ghostcomm.NodeSource{src}},
 		"nodes without keys":      {Nodes: 1, Protocol: ghostcomm.ProtocolSealed, Sources: []ghostcomm.NodeSource{layeredSource{n}}},
 	} {
 		p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), pc)
@@ -281,3 +277,105 @@ type layeredNodes struct{ n *ghostcomm.Node }
 func (l layeredNodes) Infos() []ghostcomm.NodeInfo                       { return []ghostcomm.NodeInfo{l.n.Info()} }
 func (l layeredNodes) Start(context.Context, []ghostcomm.NodeInfo) error { return l.n.SetPeers(nil) }
 func (l layeredNodes) Close() error                                      { return l.n.Close() }
+
+// Remote nodes in a sealed cycle: each makes its sealed-mode key when the
+// Primary's NodeCycle announces sealed mode, and its descriptor carries the
+// public half; messages cross them, in both forms, with a local node too.
+func TestSealedRemoteNodes(t *testing.T) {
+	for _, form := range []ghostcomm.SealedForm{ghostcomm.FormChain, ghostcomm.FormRelay} {
+		t.Run(string(form), func(t *testing.T) {
+			pc := sealedConfig(1, form)
+			pc.MinNodes = 4
+			rn := newRemoteNet(t, 3, pc, ghostcomm.RemoteSourceConfig{Wait: 10 * time.Second})
+			c := rn.primary.Cycle()
+			if len(c.Nodes) != 4 || c.Protocol != ghostcomm.ProtocolSealed || c.Sealed.Form != form {
+				t.Fatalf("cycle of %d nodes, %q %+v", len(c.Nodes), c.Protocol, c.Sealed)
+			}
+			for i, n := range c.Nodes {
+				if len(n.SealedKey) != 32 {
+					t.Fatalf("node %d has no sealed-mode key", i)
+				}
+			}
+			for range 3 {
+				sendVerified(t, rn.client, 4)
+			}
+		})
+	}
+}
+
+// A descriptor whose sealed-mode key does not fit the cycle's protocol is
+// refused with ErrBadProtocol; one with a key that is no usable point with
+// ErrMalformed.
+func TestSealedRemoteDescriptorChecked(t *testing.T) {
+	h := newHostileSource(t)
+	id := newIdentity(t)
+	h.src.Enroll(id.Public().(ed25519.PublicKey), "")
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	sealedNode, err := ghostcomm.NewNode(context.Background(), n.Controller(), n.Dialer(), ghostcomm.NodeConfig{Protocol: ghostcomm.ProtocolSealed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sealedNode.Close()
+
+	// A layered cycle, a sealed node's descriptor.
+	c, end := h.gather(21)
+	b, err := ghostcomm.SignDescriptor(id, h.primary, &c, sealedNode.Info())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.src.Admit(b, h.primary); !errors.Is(err, ghostcomm.ErrBadProtocol) {
+		t.Fatalf("sealed descriptor for a layered cycle: %v, want ErrBadProtocol", err)
+	}
+	end()
+
+	// A sealed cycle: a layered node's descriptor, a bad key, then the
+	// sealed node's.
+	now := time.Now().Truncate(time.Second)
+	sc := &ghostcomm.Cycle{ID: [16]byte{22}, NotBefore: now, NotAfter: now.Add(time.Hour), Grace: time.Minute,
+		Protocol: ghostcomm.ProtocolSealed, Sealed: ghostcomm.SealedConfig{Form: ghostcomm.FormRelay, MaxPacket: ghostcomm.SealedLarge}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []ghostcomm.NodeInfo, 1)
+	go func() {
+		cn, err := h.src.CycleNodes(ctx, sc)
+		if err != nil {
+			done <- nil
+			return
+		}
+		done <- cn.Infos()
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	for {
+		open, err := h.src.WaitOpen(wctx)
+		if err != nil {
+			t.Fatalf("WaitOpen: %v", err)
+		}
+		if open.ID == sc.ID {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sign := func(ni ghostcomm.NodeInfo) []byte {
+		b, err := ghostcomm.SignDescriptor(id, h.primary, sc, ni)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := h.src.Admit(sign(h.newNode()), h.primary); !errors.Is(err, ghostcomm.ErrBadProtocol) {
+		t.Fatalf("layered descriptor for a sealed cycle: %v, want ErrBadProtocol", err)
+	}
+	bad := sealedNode.Info()
+	bad.SealedKey = make([]byte, 32) // zero: of low order
+	if err := h.src.Admit(sign(bad), h.primary); !errors.Is(err, ghostcomm.ErrMalformed) {
+		t.Fatalf("descriptor with a low-order sealed key: %v, want ErrMalformed", err)
+	}
+	if err := h.src.Admit(sign(sealedNode.Info()), h.primary); err != nil {
+		t.Fatalf("sealed descriptor for a sealed cycle: %v", err)
+	}
+	cancel()
+	if got := <-done; len(got) != 1 || !bytes.Equal(got[0].SealedKey, sealedNode.Info().SealedKey) {
+		t.Fatalf("gathered %d nodes, want the sealed node with its key", len(got))
+	}
+}
