@@ -159,7 +159,7 @@ func TestFullNetworkOnTestnet(t *testing.T) {
 			t.Fatalf("%+v: no verified result", nets[i])
 		}
 	}
-	if strings.Count(out.String(), "(local)\n") != 2 || strings.Count(out.String(), "(remote)\n") != 1 {
+	if strings.Count(outs[0], "(local)\n") != 2 || strings.Count(outs[0], "(remote)\n") != 1 {
 		t.Fatal("want 2 local hops and 1 remote one")
 	}
 	for _, pid := range pids {
