@@ -33,10 +33,11 @@ func TestCapacities(t *testing.T) {
 			t.Errorf("ClassFor(%d) = %d, %v; want %d", n, got, err, want)
 		}
 	}
-	for _, n := range []int{-1, 31996} {
-		if _, err := sealed.ClassFor(n); !errors.Is(err, sealed.ErrMalformed) {
-			t.Errorf("ClassFor(%d): %v", n, err)
-		}
+	if _, err := sealed.ClassFor(-1); !errors.Is(err, sealed.ErrMalformed) {
+		t.Errorf("ClassFor(-1): %v", err)
+	}
+	if _, err := sealed.ClassFor(31996); !errors.Is(err, sealed.ErrFrameTooLarge) {
+		t.Errorf("ClassFor(31996): %v", err)
 	}
 	for _, n := range []int{0, 2047, 2049, 4096, 32767} {
 		if _, err := sealed.ClassOf(n); !errors.Is(err, sealed.ErrMalformed) {
@@ -48,7 +49,8 @@ func TestCapacities(t *testing.T) {
 	}
 }
 
-// TestBuildRefuses: what Build refuses, with ErrMalformed.
+// TestBuildRefuses: what Build refuses, with ErrMalformed, and data longer
+// than the class holds, with ErrFrameTooLarge.
 func TestBuildRefuses(t *testing.T) {
 	nw := newNetwork(t, "build", sealed.MaxHops+1)
 	for name, f := range map[string]func() error{
@@ -57,14 +59,13 @@ func TestBuildRefuses(t *testing.T) {
 		"class 4096": func() error { _, _, err := sealed.Build(nil, 4096, sealed.Relay, nw.route[:2], nil); return err },
 		"mode 0":     func() error { _, _, err := sealed.Build(nil, sealed.Small, 0, nw.route[:2], nil); return err },
 		"mode 3":     func() error { _, _, err := sealed.Build(nil, sealed.Small, 3, nw.route[:2], nil); return err },
-		"data too long": func() error {
-			_, _, err := sealed.Build(nil, sealed.Small, sealed.Relay, nw.route[:2], make([]byte, 1276))
-			return err
-		},
 	} {
 		if err := f(); !errors.Is(err, sealed.ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
+	}
+	if _, _, err := sealed.Build(nil, sealed.Small, sealed.Relay, nw.route[:2], make([]byte, 1276)); !errors.Is(err, sealed.ErrFrameTooLarge) {
+		t.Errorf("data too long: %v, want ErrFrameTooLarge", err)
 	}
 }
 
@@ -129,10 +130,10 @@ func TestMisuse(t *testing.T) {
 	if err := r.WrapReply(make([]byte, sealed.Large.Size())); !errors.Is(err, sealed.ErrMalformed) {
 		t.Errorf("WrapReply of another class: %v", err)
 	}
-	if err := r.Answer(buf, make([]byte, sealed.Small.ReplyCapacity()+1)); !errors.Is(err, sealed.ErrMalformed) {
+	if err := r.Answer(buf, make([]byte, sealed.Small.ReplyCapacity()+1)); !errors.Is(err, sealed.ErrFrameTooLarge) {
 		t.Errorf("Answer too long: %v", err)
 	}
-	if err := r.Fail(buf, 1, make([]byte, sealed.Small.ReplyCapacity())); !errors.Is(err, sealed.ErrMalformed) {
+	if err := r.Fail(buf, 1, make([]byte, sealed.Small.ReplyCapacity())); !errors.Is(err, sealed.ErrFrameTooLarge) {
 		t.Errorf("Fail too long: %v", err)
 	}
 	// Chain mode: Reseal too long; the exit cannot Reseal.
@@ -143,7 +144,7 @@ func TestMisuse(t *testing.T) {
 	if err := sealed.Process(nw.keys[0], cp, noReplay, &r); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Reseal(cp, make([]byte, 1276)); !errors.Is(err, sealed.ErrMalformed) {
+	if err := r.Reseal(cp, make([]byte, 1276)); !errors.Is(err, sealed.ErrFrameTooLarge) {
 		t.Errorf("Reseal too long: %v", err)
 	}
 	if err := r.Reseal(cp, []byte("y")); err != nil {
@@ -330,5 +331,79 @@ func TestX25519MatchesStdlib(t *testing.T) {
 		if err != nil || !bytes.Equal(got[:], want) {
 			t.Fatalf("shared secret differs from crypto/ecdh's (%v)", err)
 		}
+	}
+}
+
+// TestWipe: after Wipe a key, a hop's result and a client's state no
+// longer work, and a generated key pair's entity holds no secret.
+func TestWipe(t *testing.T) {
+	nw := newNetwork(t, "wipe", 2)
+	pkt, sent, err := sealed.Build(nil, sealed.Small, sealed.Relay, nw.route, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r sealed.Result
+	if err := sealed.Process(nw.keys[0], pkt, noReplay, &r); err != nil {
+		t.Fatal(err)
+	}
+	r.Wipe()
+	r.Wipe()
+	if err := r.WrapReply(make([]byte, sealed.Small.Size())); err == nil {
+		t.Error("WrapReply after Wipe")
+	}
+	nw.keys[1].Wipe()
+	if !bytes.Equal(nw.keys[1].Bytes(), make([]byte, 32)) {
+		t.Error("key not zeroed")
+	}
+	if err := sealed.Process(nw.keys[1], pkt, noReplay, &r); err == nil {
+		t.Error("a wiped key processed a packet")
+	}
+	sent.Wipe()
+	if _, err := sent.OpenReply(make([]byte, sealed.Small.Size())); !errors.Is(err, sealed.ErrAuth) {
+		t.Errorf("OpenReply after Wipe: %v", err)
+	}
+
+	e, k, err := sealed.GenerateOpenPGPKeyPair(nil, "node", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.PrivateKey != nil {
+		t.Error("the entity kept its primary private key")
+	}
+	for _, sk := range e.Subkeys {
+		if sk.PrivateKey != nil {
+			t.Error("the entity kept a subkey's private key")
+		}
+	}
+	pub, err := sealed.OpenPGPPublicKey(e)
+	if err != nil || pub != k.PublicKey() {
+		t.Fatalf("public key of the wiped entity: %v", err)
+	}
+	var buf bytes.Buffer
+	if err := e.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(buf.Bytes(), k.Bytes()) {
+		t.Error("the serialized entity holds the X25519 secret")
+	}
+}
+
+// TestReplayLeavesPacket: a packet the replay check refuses is left as it
+// was, so that the node can answer it from the first copy's answer.
+func TestReplayLeavesPacket(t *testing.T) {
+	nw := newNetwork(t, "leave", 2)
+	pkt, _, err := sealed.Build(nil, sealed.Small, sealed.Chain, nw.route, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := bytes.Clone(pkt)
+	dup := errors.New("duplicate")
+	var r sealed.Result
+	err = sealed.Process(nw.keys[0], pkt, sealed.ReplayFunc(func([]byte) error { return dup }), &r)
+	if !errors.Is(err, dup) {
+		t.Fatalf("Process: %v, want the replay check's error", err)
+	}
+	if !bytes.Equal(pkt, in) {
+		t.Fatal("a refused packet was changed")
 	}
 }

@@ -86,8 +86,12 @@ const lionessBlock = 32
 // first 128 bytes of the AES-256-CTR keystream under the seed (zero IV), a
 // PRF of the seed that costs one key schedule and eight blocks.
 func (l *lioness) init(seed *[KeySize]byte) {
-	clear(l.k[:])
-	ctrXOR(seed[:], l.k[:])
+	block, _ := aes.NewCipher(seed[:]) // 32 bytes: never fails
+	var ctr [aes.BlockSize]byte
+	for i := 0; i < len(l.k); i += aes.BlockSize {
+		ctr[aes.BlockSize-1] = byte(i / aes.BlockSize) // the counter blocks 0..7 of CTR with a zero IV
+		block.Encrypt(l.k[i:i+aes.BlockSize], ctr[:])
+	}
 }
 
 // encrypt enciphers b (more than lionessBlock bytes) in place:

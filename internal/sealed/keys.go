@@ -11,6 +11,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	pgpecdh "github.com/ProtonMail/go-crypto/openpgp/ecdh"
+	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/cloudflare/circl/dh/x25519"
 )
@@ -111,6 +112,13 @@ func (k *PrivateKey) PublicKey() PublicKey { return k.pub }
 // Bytes returns a copy of k's KeySize-byte scalar, for NewPrivateKey.
 func (k *PrivateKey) Bytes() []byte { return bytes.Clone(k.sk[:]) }
 
+// Wipe zeroes k's scalar. k must not be used after (Process then fails every
+// packet's MAC). It may be called more than once, not while k is in use.
+func (k *PrivateKey) Wipe() {
+	clear(k.sk[:])
+	clear(k.pub[:])
+}
+
 // ParsePublicKey checks that b is a KeySize-byte canonical u-coordinate of
 // a point that is not of low order, and returns it; otherwise ErrMalformed.
 func ParsePublicKey(b []byte) (PublicKey, error) {
@@ -196,6 +204,50 @@ func sealedSubkey(e *openpgp.Entity) (*openpgp.Subkey, error) {
 		return nil, fmt.Errorf("%w: OpenPGP key has no cv25519 encryption subkey", ErrMalformed)
 	}
 	return found, nil
+}
+
+// GenerateOpenPGPKeyPair is GenerateOpenPGPKey and OpenPGPPrivateKey in one
+// call, which then wipes the entity's private keys (WipeOpenPGPKey): the
+// entity it returns is public only (Serialize writes the public key), and
+// the X25519 key is the only copy of the secret.
+func GenerateOpenPGPKeyPair(rnd io.Reader, name string, now time.Time) (*openpgp.Entity, *PrivateKey, error) {
+	e, err := GenerateOpenPGPKey(rnd, name, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := OpenPGPPrivateKey(e)
+	WipeOpenPGPKey(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, k, nil
+}
+
+// WipeOpenPGPKey zeroes the secret bytes of e's EdDSA primary key and of its
+// ECDH subkeys' private keys (the kinds GenerateOpenPGPKey makes) and drops
+// every private key from e, which is then a public key.
+func WipeOpenPGPKey(e *openpgp.Entity) {
+	if e == nil {
+		return
+	}
+	wipe := func(pk *packet.PrivateKey) {
+		if pk == nil {
+			return
+		}
+		switch k := pk.PrivateKey.(type) {
+		case *pgpecdh.PrivateKey:
+			clear(k.D)
+		case *eddsa.PrivateKey:
+			clear(k.D)
+		}
+		pk.PrivateKey = nil
+	}
+	wipe(e.PrivateKey)
+	e.PrivateKey = nil
+	for i := range e.Subkeys {
+		wipe(e.Subkeys[i].PrivateKey)
+		e.Subkeys[i].PrivateKey = nil
+	}
 }
 
 // OpenPGPPrivateKey returns the X25519 private key of e's one cv25519

@@ -48,12 +48,16 @@ func (s *Sent) Class() Class { return s.class }
 // Hops is the route's length.
 func (s *Sent) Hops() int { return s.hops }
 
+// Wipe zeroes the backward keys. OpenReply fails after it. It may be called
+// more than once.
+func (s *Sent) Wipe() { clear(s.back[:]) }
+
 // Build makes a packet of class c carrying data along route (1..MaxHops
 // hops; route[0] is the hop the client sends it to) in mode m. rnd gives
 // the ephemeral keys and the padding (crypto/rand when nil; a fixed reader
-// gives the test vectors). It returns ErrMalformed for a bad class, mode or
-// route length, data longer than c.Capacity(), or a hop key that is not a
-// valid public key.
+// gives the test vectors). It returns ErrFrameTooLarge for data longer than
+// c.Capacity(), and ErrMalformed for a bad class, mode or route length, or a
+// hop key that is not a valid public key.
 func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *Sent, error) {
 	n := len(route)
 	switch {
@@ -64,7 +68,7 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 	case n < 1 || n > MaxHops:
 		return nil, nil, fmt.Errorf("%w: route of %d hops (1..%d)", ErrMalformed, n, MaxHops)
 	case len(data) > c.Capacity():
-		return nil, nil, fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrMalformed, len(data), c.Capacity(), int(c))
+		return nil, nil, fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrFrameTooLarge, len(data), c.Capacity(), int(c))
 	}
 	sent := &Sent{class: c, mode: m, hops: n}
 	var keys [MaxHops]hopKeys
@@ -89,16 +93,16 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 
 	// 2. The filler: what hops 1..n-1 append to β as they shift their
 	// slots off, which the MACs of hops 2..n must cover.
-	var streams [MaxHops][(MaxHops + 1) * SlotSize]byte
-	defer clear(streams[:])
-	for i := range route {
-		headerStream(&streams[i], &keys[i].hdr)
-	}
+	// Each hop's β stream is made again where it is needed: a few hundred
+	// nanoseconds, where keeping all of them would cost 6 KiB a packet.
+	stream := new([(MaxHops + 1) * SlotSize]byte)
+	defer clear(stream[:])
 	var filler [(MaxHops - 1) * SlotSize]byte
 	flen := 0
 	for i := 0; i < n-1; i++ {
 		flen += SlotSize
-		subtle.XORBytes(filler[:flen], filler[:flen], streams[i][betaSize-flen+SlotSize:betaSize+SlotSize])
+		headerStream(stream, &keys[i].hdr)
+		subtle.XORBytes(filler[:flen], filler[:flen], stream[betaSize-flen+SlotSize:betaSize+SlotSize])
 	}
 
 	pkt := make([]byte, c.Size())
@@ -124,7 +128,8 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 	if err := readRand(rnd, beta[SlotSize:betaSize-flen]); err != nil {
 		return nil, nil, err
 	}
-	subtle.XORBytes(beta[:betaSize-flen], beta[:betaSize-flen], streams[last][:betaSize-flen])
+	headerStream(stream, &keys[last].hdr)
+	subtle.XORBytes(beta[:betaSize-flen], beta[:betaSize-flen], stream[:betaSize-flen])
 	copy(beta[betaSize-flen:], filler[:flen])
 	var gamma [MACSize]byte
 	copy(pkt[alphaAt:betaAt], alphas[last][:])
@@ -144,7 +149,7 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 		}
 		copy(slot[slotGamma:slotAlpha], gamma[:])
 		copy(slot[slotAlpha:], alphas[i+1][:])
-		subtle.XORBytes(beta, beta, streams[i][:betaSize])
+		newCTR(keys[i].hdr[:]).XORKeyStream(beta, beta)
 		copy(pkt[alphaAt:betaAt], alphas[i][:])
 		headerMAC(&gamma, &keys[i].mac, pkt[:gammaAt])
 	}
@@ -190,6 +195,14 @@ type Result struct {
 // Class is the class of the packet processed (and of its reply).
 func (r *Result) Class() Class { return r.class }
 
+// Wipe zeroes the hop's keys (backward key, link key) and makes r unusable:
+// call it once the reply has gone back. It may be called more than once.
+func (r *Result) Wipe() {
+	clear(r.link[:])
+	clear(r.back[:])
+	r.ok = false
+}
+
 var errNoKey = errors.New("sealed: Process needs a key and a Replay")
 
 // Process is one hop's work on packet, in place. It refuses, in this order:
@@ -203,7 +216,11 @@ var errNoKey = errors.New("sealed: Process needs a key and a Replay")
 // r.Next, of the same size; for CmdExit, or in Chain mode, the header for the
 // next hop and the payload opened for this hop: read it with r.Data, and in
 // Chain mode call r.Reseal before forwarding. It does one X25519 operation.
-// After an error the packet's bytes are unspecified and r is not usable.
+// Process changes nothing in packet before replay has accepted the tag: after
+// any of the refusals up to and including replay's, packet is unchanged (a
+// replayed copy can be answered from the first copy's answer). After a later
+// error (a bad slot) its bytes are unspecified. After any error r is not
+// usable.
 func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 	*r = Result{}
 	c, err := ClassOf(len(packet))
@@ -317,8 +334,9 @@ func (r *Result) Data(packet []byte) ([]byte, error) {
 }
 
 // Reseal (Chain mode, CmdRelay) writes data (at most the class's Capacity
-// bytes; it may alias packet) as packet's payload and seals it under the
-// link key for the next hop. packet is then ready to send to r.Next.
+// bytes, else ErrFrameTooLarge; it may alias packet) as packet's payload and
+// seals it under the link key for the next hop. packet is then ready to send
+// to r.Next.
 func (r *Result) Reseal(packet, data []byte) error {
 	if !r.ok {
 		return errNotProcessed
@@ -330,7 +348,7 @@ func (r *Result) Reseal(packet, data []byte) error {
 		return fmt.Errorf("%w: sealed packet of %d bytes, class %d", ErrMalformed, len(packet), int(r.class))
 	}
 	if len(data) > r.class.Capacity() {
-		return fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrMalformed, len(data), r.class.Capacity(), int(r.class))
+		return fmt.Errorf("%w: %d data bytes, more than the %d of class %d", ErrFrameTooLarge, len(data), r.class.Capacity(), int(r.class))
 	}
 	p := packet[payloadAt:]
 	copy(p[zeroTag+lenSize:], data)

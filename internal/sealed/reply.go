@@ -30,14 +30,15 @@ type Reply struct {
 }
 
 // Answer writes body as this hop's answer into reply (exactly the class's
-// size; body at most ReplyCapacity bytes, and it may not alias reply),
+// size; body at most ReplyCapacity bytes, else ErrFrameTooLarge, and it may
+// not alias reply),
 // sealed under this hop's backward key.
 func (r *Result) Answer(reply, body []byte) error {
 	if err := r.checkReply(reply); err != nil {
 		return err
 	}
 	if len(body) > r.class.ReplyCapacity() {
-		return fmt.Errorf("%w: reply body of %d bytes, more than %d", ErrMalformed, len(body), r.class.ReplyCapacity())
+		return fmt.Errorf("%w: reply body of %d bytes, more than %d", ErrFrameTooLarge, len(body), r.class.ReplyCapacity())
 	}
 	clear(reply)
 	reply[replyType] = byte(Answer)
@@ -48,7 +49,8 @@ func (r *Result) Answer(reply, body []byte) error {
 }
 
 // Fail writes a failure report (code and detail, at most ReplyCapacity-1
-// bytes, not aliasing reply) into reply (exactly the class's size), sealed
+// bytes, else ErrFrameTooLarge, not aliasing reply) into reply (exactly the
+// class's size), sealed
 // under this hop's backward key. A hop that cannot deliver the packet, or
 // whose next hop does not answer, writes one.
 func (r *Result) Fail(reply []byte, code byte, detail []byte) error {
@@ -56,7 +58,7 @@ func (r *Result) Fail(reply []byte, code byte, detail []byte) error {
 		return err
 	}
 	if len(detail) > r.class.ReplyCapacity()-1 {
-		return fmt.Errorf("%w: failure detail of %d bytes, more than %d", ErrMalformed, len(detail), r.class.ReplyCapacity()-1)
+		return fmt.Errorf("%w: failure detail of %d bytes, more than %d", ErrFrameTooLarge, len(detail), r.class.ReplyCapacity()-1)
 	}
 	clear(reply)
 	reply[replyType] = byte(Failure)

@@ -12,6 +12,7 @@ var (
 	ErrUnsupportedVersion = errs.ErrUnsupportedVersion // version byte is not Version
 	ErrAuth               = errs.ErrAuth               // header MAC or zero tag wrong: tampered, or not for this key
 	ErrReplay             = errs.ErrReplay             // what a Replay returns for a tag it has seen
+	ErrFrameTooLarge      = errs.ErrFrameTooLarge      // data, a reply body or a failure detail longer than the class holds
 )
 
 // Version is the first byte of every sealed packet.
@@ -65,7 +66,7 @@ func (c Class) ReplyCapacity() int {
 }
 
 // ClassFor returns the smallest class whose Capacity is at least n bytes,
-// or ErrMalformed when no class holds n bytes.
+// or ErrFrameTooLarge when no class holds n bytes (ErrMalformed for n < 0).
 func ClassFor(n int) (Class, error) {
 	switch {
 	case n < 0:
@@ -75,7 +76,7 @@ func ClassFor(n int) (Class, error) {
 	case n <= Large.Capacity():
 		return Large, nil
 	}
-	return 0, fmt.Errorf("%w: %d data bytes, more than the %d a sealed packet holds", ErrMalformed, n, Large.Capacity())
+	return 0, fmt.Errorf("%w: %d data bytes, more than the %d a sealed packet holds", ErrFrameTooLarge, n, Large.Capacity())
 }
 
 // ClassOf returns the class whose size is n (a packet's or a reply's
