@@ -398,6 +398,9 @@ func (n *Node) Close() error {
 		errSrv := n.srv.Close()
 		n.pool.Close()
 		n.keys.Wipe()
+		if n.sealedKey != nil {
+			n.sealedKey.Wipe()
+		}
 		n.replay.Close()
 		n.closeErr = errors.Join(errRemove, errSrv)
 	})

@@ -485,3 +485,22 @@ func TestSealedWrongSizeReplyNamesFirstHop(t *testing.T) {
 		t.Fatalf("got %v, want ErrAuth naming no hop", err)
 	}
 }
+
+// Closing a node zeroes its sealed-mode key.
+func TestSealedKeyWipedOnClose(t *testing.T) {
+	hn := newHopNet(t, sealedPrimary(2, FormChain, 0), ClientConfig{})
+	keys := hn.primary.SealedKeys()
+	for i, k := range keys {
+		if bytes.Equal(k.Bytes(), make([]byte, 32)) {
+			t.Fatalf("node %d: sealed-mode key is zero before Close", i)
+		}
+	}
+	if err := hn.primary.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if !bytes.Equal(k.Bytes(), make([]byte, 32)) {
+			t.Fatalf("node %d: sealed-mode key not zeroed by Close", i)
+		}
+	}
+}

@@ -86,6 +86,7 @@ func (c *Client) sendSealed(ctx context.Context, cy *Cycle, data []byte) (*Resul
 		return nil, err
 	}
 	res, pkt, sent, mode := sp.res, sp.pkt, sp.sent, sp.mode
+	defer sent.Wipe() // the route's backward keys, once the reply is read
 	first := res.Route[0].Onion
 	start := time.Now()
 	h, body, err := c.pool.RoundTrip(ctx, first.Addr(), wire.SealedPacket, [][]byte{pkt})

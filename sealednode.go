@@ -18,13 +18,11 @@ import (
 
 // newSealedKey makes a node's sealed-mode key for a cycle starting at
 // notBefore: a dedicated OpenPGP key (EdDSA primary, one cv25519 subkey)
-// whose subkey's X25519 key the node uses; it serves nothing else.
+// whose subkey's X25519 key the node uses, and for nothing else; the
+// OpenPGP key's secrets are wiped at once, the X25519 key being their only
+// copy.
 func newSealedKey(rnd io.Reader, notBefore time.Time) (*sealed.PrivateKey, error) {
-	e, err := sealed.GenerateOpenPGPKey(rnd, "ghostcomm sealed-mode node key", notBefore)
-	if err != nil {
-		return nil, fmt.Errorf("ghostcomm: sealed-mode key: %w", err)
-	}
-	k, err := sealed.OpenPGPPrivateKey(e)
+	_, k, err := sealed.GenerateOpenPGPKeyPair(rnd, "ghostcomm sealed-mode node key", notBefore)
 	if err != nil {
 		return nil, fmt.Errorf("ghostcomm: sealed-mode key: %w", err)
 	}
@@ -103,6 +101,7 @@ func (n *Node) handleSealed(ctx context.Context, r *transport.Request, start, no
 	defer n.stats.inflight.Add(-1)
 	ev := HopEvent{Onion: n.onion, Processor: n.cfg.Processor, Start: start, Last: res.Command == sealed.CmdExit}
 	typ, parts, err := n.sealedHop(ctx, r, pkt, &res, &ev)
+	res.Wipe() // the reply is written: the hop's keys are done with
 	n.answers.finish(call, typ, parts, err)
 	if err != nil {
 		n.stats.failed.Add(1)
