@@ -243,14 +243,15 @@ func newHostileSource(t *testing.T) *hostileSource {
 		return node.Info()
 	}
 	rand.Read(h.primary[:])
-	// gather opens cycle id and returns it, and a function that ends the
-	// gathering (as a Primary's rotation would, with its context) and
-	// returns the nodes admitted.
+	// gather opens cycle id and returns it, and a function that waits for
+	// the gathering to form (every enrolled node has submitted) and returns
+	// the nodes admitted. The test's end cancels a gathering left open.
 	h.gather = func(id byte) (ghostcomm.Cycle, func() []ghostcomm.NodeInfo) {
 		now := time.Now().Truncate(time.Second)
 		c := &ghostcomm.Cycle{ID: [16]byte{id}, NotBefore: now, NotAfter: now.Add(time.Hour), Grace: time.Minute}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
+		t.Cleanup(func() { cancel(); wg.Wait() })
 		var got []ghostcomm.NodeInfo
 		wg.Go(func() {
 			// Canceled: the gathering still records what it admitted.
@@ -265,7 +266,7 @@ func newHostileSource(t *testing.T) *hostileSource {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return open, func() []ghostcomm.NodeInfo { cancel(); wg.Wait(); return got }
+		return open, func() []ghostcomm.NodeInfo { wg.Wait(); return got }
 	}
 	return h
 }
@@ -288,7 +289,11 @@ func (h *hostileSource) sign(t *testing.T, id ed25519.PrivateKey, c *ghostcomm.C
 func TestRemoteHostileDescriptors(t *testing.T) {
 	h := newHostileSource(t)
 	good, stranger, revoked, spare := newIdentity(t), newIdentity(t), newIdentity(t), newIdentity(t)
-	for _, id := range []ed25519.PrivateKey{good, revoked, spare} {
+	// absent is enrolled and never submits, so the gathering stays open
+	// until end1 (once every enrolled node has submitted, it closes at
+	// once, and a revocation after that counts from the next cycle).
+	absent := newIdentity(t)
+	for _, id := range []ed25519.PrivateKey{good, revoked, spare, absent} {
 		h.src.Enroll(id.Public().(ed25519.PublicKey), "")
 	}
 	c1, end1 := h.gather(1)
@@ -349,6 +354,7 @@ func TestRemoteHostileDescriptors(t *testing.T) {
 		t.Fatalf("spare's honest descriptor: %v", err)
 	}
 	h.src.Revoke(spare.Public().(ed25519.PublicKey))
+	h.src.Revoke(absent.Public().(ed25519.PublicKey)) // every enrolled node has submitted: cycle 1 forms
 	got := end1()
 	if len(got) != 1 || got[0].Onion != h.nodes[string(good)].Onion {
 		t.Fatalf("cycle 1 has %d nodes, want only the good one", len(got))
@@ -358,8 +364,7 @@ func TestRemoteHostileDescriptors(t *testing.T) {
 	// an identity that never sent one is late.
 	late := newIdentity(t)
 	h.src.Enroll(late.Public().(ed25519.PublicKey), "")
-	c2, end2 := h.gather(2)
-	defer end2()
+	c2, _ := h.gather(2)
 	if err := h.src.Admit(old, h.primary); !errors.Is(err, ghostcomm.ErrDescriptorReplay) {
 		t.Errorf("replayed descriptor of the last cycle: %v, want ErrDescriptorReplay", err)
 	}
