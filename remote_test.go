@@ -223,6 +223,7 @@ type hostileSource struct {
 	newNode func() ghostcomm.NodeInfo
 	nodes   map[string]ghostcomm.NodeInfo // identity -> its node
 	gather  func(id byte) (ghostcomm.Cycle, func() []ghostcomm.NodeInfo)
+	abort   func() // ends the last gathering at once, as a canceled rotation
 }
 
 func newHostileSource(t *testing.T) *hostileSource {
@@ -251,7 +252,8 @@ func newHostileSource(t *testing.T) *hostileSource {
 		c := &ghostcomm.Cycle{ID: [16]byte{id}, NotBefore: now, NotAfter: now.Add(time.Hour), Grace: time.Minute}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		t.Cleanup(func() { cancel(); wg.Wait() })
+		h.abort = func() { cancel(); wg.Wait() }
+		t.Cleanup(h.abort)
 		var got []ghostcomm.NodeInfo
 		wg.Go(func() {
 			// Canceled: the gathering still records what it admitted.

@@ -319,7 +319,7 @@ func TestSealedRemoteDescriptorChecked(t *testing.T) {
 	defer sealedNode.Close()
 
 	// A layered cycle, a sealed node's descriptor.
-	c, end := h.gather(21)
+	c, _ := h.gather(21)
 	b, err := ghostcomm.SignDescriptor(id, h.primary, &c, sealedNode.Info())
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +327,7 @@ func TestSealedRemoteDescriptorChecked(t *testing.T) {
 	if err := h.src.Admit(b, h.primary); !errors.Is(err, ghostcomm.ErrBadProtocol) {
 		t.Fatalf("sealed descriptor for a layered cycle: %v, want ErrBadProtocol", err)
 	}
-	end()
+	h.abort()
 
 	// A sealed cycle: a layered node's descriptor, a bad key, then the
 	// sealed node's.
