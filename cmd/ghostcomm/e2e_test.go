@@ -30,6 +30,7 @@ import (
 // that SIGTERM leaves neither an onion nor a tor process behind.
 func TestEndToEnd(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
+	t.Parallel() // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
 	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
 	if err != nil {
 		t.Fatal(err)
@@ -78,8 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	// Binary on stdin, the answer raw on stdout; the invite from the
 	// environment.
 	msg := []byte{0, 1, 2, 0xff, '\n', 0xfe}
-	t.Setenv(envInvite, invite)
-	out = gc(msg, 0, "send")
+	out = runGCEnv(t, ctx, bin, []string{envInvite + "=" + invite}, msg, 0, append([]string{"send"}, via...)...)
 	if len(out) != 64 {
 		t.Fatalf("raw answer %q", out)
 	}
@@ -139,7 +139,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	noKey := inv
 	noKey.ClientAuthKey = nil
-	gc(nil, exitRetry, "send", "-timeout", "30s", "-invite", noKey.String(), "hello")
+	gc(nil, exitRetry, "send", "-timeout", "10s", "-invite", noKey.String(), "hello")
 	out = gc(nil, 0, "send", "--json", "-invite", authInvite, "hello")
 	if err := json.Unmarshal(out, &res); err != nil || !res.Verified {
 		t.Fatalf("send with the client's key: %v\n%s", err, out)
@@ -245,7 +245,13 @@ func (p *primaryProc) stop(t *testing.T, sig syscall.Signal) {
 // runGC runs ghostcomm to its end and checks its exit code; it returns stdout.
 func runGC(t *testing.T, ctx context.Context, bin string, stdin []byte, code int, args ...string) []byte {
 	t.Helper()
-	stdout, stderr, got := execGC(t, ctx, bin, stdin, args...)
+	return runGCEnv(t, ctx, bin, nil, stdin, code, args...)
+}
+
+// runGCEnv is runGC with env added to the process's environment.
+func runGCEnv(t *testing.T, ctx context.Context, bin string, env []string, stdin []byte, code int, args ...string) []byte {
+	t.Helper()
+	stdout, stderr, got := execGCEnv(t, ctx, bin, env, stdin, args...)
 	if got != code {
 		t.Fatalf("ghostcomm %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, got, code, stdout, stderr)
 	}
@@ -275,7 +281,15 @@ func runGCRetrying(t *testing.T, ctx context.Context, bin string, stdin []byte, 
 
 func execGC(t *testing.T, ctx context.Context, bin string, stdin []byte, args ...string) (stdout, stderr []byte, code int) {
 	t.Helper()
+	return execGCEnv(t, ctx, bin, nil, stdin, args...)
+}
+
+func execGCEnv(t *testing.T, ctx context.Context, bin string, env []string, stdin []byte, args ...string) (stdout, stderr []byte, code int) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &out, &errOut
 	err := cmd.Run()
