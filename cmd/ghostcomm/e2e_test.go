@@ -30,7 +30,7 @@ import (
 // that SIGTERM leaves neither an onion nor a tor process behind.
 func TestEndToEnd(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
-	t.Parallel() // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
+	t.Parallel()                           // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
 	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
 	if err != nil {
 		t.Fatal(err)
