@@ -126,9 +126,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 	gc(nil, exitRetry, "fetch", "-timeout", "10s", "-invite", invite)
 
-	// 3. Client authorization: refused without the key, answered with it.
+	// 3. Client authorization: refused without the key, answered with it;
+	// this Primary speaks the sealed protocol (chain form).
 	state2 := filepath.Join(t.TempDir(), "state2")
-	p = startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
+	p = startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-protocol", "sealed", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
 	name, authInvite, _ := strings.Cut(p.line(t, ctx), " ")
 	if name != "client-1" {
 		t.Fatalf("client invite line %q %q", name, authInvite)
@@ -143,6 +144,10 @@ func TestEndToEnd(t *testing.T) {
 	out = gc(nil, 0, "send", "--json", "-invite", authInvite, "hello")
 	if err := json.Unmarshal(out, &res); err != nil || !res.Verified {
 		t.Fatalf("send with the client's key: %v\n%s", err, out)
+	}
+	out = gc(nil, 0, "fetch", "--json", "-invite", authInvite)
+	if !strings.Contains(string(out), `"protocol": "sealed"`) {
+		t.Errorf("fetch --json of a sealed Primary's cycle does not say so:\n%s", out)
 	}
 	p.stop(t, syscall.SIGINT)
 }

@@ -43,6 +43,8 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	grace := fs.Duration("grace", ghostcomm.DefaultGrace, "how long a replaced cycle's nodes keep serving")
 	clientAuth := fs.Int("client-auth", 0, "admit only clients holding a key: make keys until there are at least N (see \"ghostcomm client\")")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on this 127.0.0.1 address (host:port); off when empty")
+	protocol := fs.String("protocol", string(ghostcomm.ProtocolLayered), "message protocol the lock-cycles speak: layered or sealed (fixed-size packets; remote nodes follow)")
+	form := fs.String("form", "", "with -protocol sealed: chain (every hop processes; the default) or relay (only the exit does)")
 	var lf logFlags
 	lf.register(fs)
 	if err := e.parse(fs, args); err != nil {
@@ -76,6 +78,12 @@ func (e *env) primary(ctx context.Context, args []string) error {
 		return usageErrorf("-grace must not be negative")
 	case *clientAuth < 0:
 		return usageErrorf("-client-auth must not be negative")
+	case *protocol != string(ghostcomm.ProtocolLayered) && *protocol != string(ghostcomm.ProtocolSealed):
+		return usageErrorf("-protocol must be layered or sealed")
+	case *form != "" && *protocol != string(ghostcomm.ProtocolSealed):
+		return usageErrorf("-form needs -protocol sealed")
+	case *form != "" && *form != string(ghostcomm.FormChain) && *form != string(ghostcomm.FormRelay):
+		return usageErrorf("-form must be chain or relay")
 	}
 	logger, err := lf.logger(e.stderr, false)
 	if err != nil {
@@ -128,7 +136,8 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	}
 	defer tor.close()
 
-	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, MinNodes: *minNodes, Period: *period, PublishAhead: *publishAhead, Grace: *grace, Logger: logger}
+	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, MinNodes: *minNodes, Period: *period, PublishAhead: *publishAhead, Grace: *grace, Logger: logger,
+		Protocol: ghostcomm.Protocol(*protocol), Sealed: ghostcomm.SealedConfig{Form: ghostcomm.SealedForm(*form)}}
 	if *grace == 0 {
 		cfg.Grace = -1 // the flag's zero means none; the library's means the default
 	}
