@@ -39,7 +39,9 @@ type ClientConfig struct {
 	// a fresh uniformly random order per message drawn from Rand, so that
 	// a hop cannot tell its position from its place in the payload; of
 	// nodes that share a non-empty NodeInfo.Operator, only the first in
-	// that order is kept, so that no operator serves two hops.
+	// that order is kept, so that no operator serves two hops. In a sealed
+	// cycle the default route keeps the first MaxSealedHops of that order,
+	// and a longer route of this func is ErrBadProtocol.
 	Route func(cycle *Cycle) []int
 	// PadHops hides route length: the innermost layer is padded by a
 	// random amount up to what PadHops-n more hops would add. Zero:
@@ -113,7 +115,9 @@ type Result struct {
 	// Data is the route's final output, as the last hop sealed it.
 	Data []byte
 	// Verified reports that every hop's processor is deterministic and
-	// Data equals the output the client computed for the route itself.
+	// Data equals the output the client computed for the route itself (in
+	// sealed mode's relay form, where only the exit processes the data:
+	// for the exit).
 	Verified bool
 	// Cycle is the id of the lock-cycle the message went through.
 	Cycle [16]byte
@@ -562,6 +566,12 @@ func (c *Client) startBackground() bool {
 // output; a mismatch returns the Result together with an error matching
 // ErrVerify. ActionFor says whether to retry, refetch or give up; on
 // ActionRefetch the client has already dropped its cycle.
+//
+// In a sealed cycle (Cycle.Protocol) the message travels as one packet of
+// the smallest class that holds it; data larger than the cycle's largest
+// class holds is ErrFrameTooLarge, a Route longer than MaxSealedHops is
+// ErrBadProtocol, and a reply altered on its way back is ErrAuth naming no
+// hop. docs/PROTOCOL.md, "Sealed mode in the network".
 func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
 	if err := c.closedErr("send"); err != nil {
 		return nil, err
@@ -608,6 +618,9 @@ func (c *Client) route(cy *Cycle) ([]int, error) {
 		r = mrand.New(mrand.NewChaCha8(seed)).Perm(len(cy.Nodes))
 		clear(seed[:])
 		r = onePerOperator(r, cy.Nodes)
+		if cy.Protocol == ProtocolSealed && len(r) > MaxSealedHops {
+			r = r[:MaxSealedHops]
+		}
 	}
 	if len(r) == 0 {
 		return nil, errors.New("ghostcomm: empty route")
@@ -643,6 +656,9 @@ func onePerOperator(r []int, nodes []NodeInfo) []int {
 }
 
 func (c *Client) sendVia(ctx context.Context, cy *Cycle, data []byte) (*Result, error) {
+	if cy.Protocol == ProtocolSealed {
+		return c.sendSealed(ctx, cy, data)
+	}
 	pm, err := c.prepare(cy, data)
 	if err != nil {
 		return nil, err

@@ -81,8 +81,9 @@ func (n *Node) KeyMaterial() [][]byte {
 func (p *Primary) PayloadSize() (int, error) {
 	p.mu.Lock()
 	cs := p.current
+	cycle := *cs.cycle
 	p.mu.Unlock()
-	pl := payload{cycle: *cs.cycle, primary: p.keys.Raw, nodes: cs.encoded}
+	pl := payload{cycle: cycle, primary: p.keys.Raw, nodes: cs.encoded}
 	content, err := pl.marshal()
 	if err != nil {
 		return 0, err

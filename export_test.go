@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 
 	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
 	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
@@ -253,4 +254,47 @@ func (p *Primary) ReplayLen(addr string) int {
 		}
 	}
 	return -1
+}
+
+// Sealed mode.
+
+const (
+	FrameSealedPacket = uint8(wire.SealedPacket)
+	FrameSealedReply  = uint8(wire.SealedReply)
+)
+
+type SealedPrepared = sealedPrepared
+
+// PrepareSealed builds a sealed packet for data on a route of cy, every hop
+// with the given budget.
+func (c *Client) PrepareSealed(cy *Cycle, data []byte, budget time.Duration) (*SealedPrepared, error) {
+	return c.prepareSealed(cy, data, budget)
+}
+
+// Packet returns a copy of the packet.
+func (sp *sealedPrepared) Packet() []byte { return append([]byte(nil), sp.pkt...) }
+
+func (sp *sealedPrepared) FirstHop() string { return sp.res.Route[0].Onion.Addr() }
+
+// Answer opens the first hop's answer as Send does (the reply in place).
+func (sp *sealedPrepared) Answer(typ uint8, body []byte) ([]byte, error) {
+	return sealedAnswer(sp.sent, sp.res.Route, wire.Type(typ), body)
+}
+
+// SealedKeys returns the sealed-mode keys of the current cycle's local
+// nodes, in payload order.
+func (p *Primary) SealedKeys() []*sealed.PrivateKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ks []*sealed.PrivateKey
+	for _, n := range p.current.nodes {
+		ks = append(ks, n.sealedKey)
+	}
+	return ks
+}
+
+// SealedAnswer opens the first hop's answer to a packet built with sent
+// along route, as Send does.
+func SealedAnswer(sent *sealed.Sent, route []NodeInfo, typ uint8, body []byte) ([]byte, error) {
+	return sealedAnswer(sent, route, wire.Type(typ), body)
 }

@@ -20,6 +20,8 @@ func isRemoteTyped(err error) bool {
 func FuzzParseDescriptor(f *testing.F) {
 	_, id, _ := ed25519.GenerateKey(rand.Reader)
 	p := seedPayload(f, 2)
+	sealedSeed(p, SealedConfig{}) // one descriptor with a sealed-mode key, one without
+	p.cycle.Nodes[1].SealedKey = nil
 	for _, n := range p.cycle.Nodes {
 		d := descriptor{identity: id.Public().(ed25519.PublicKey), cycle: p.cycle.ID, notBefore: 1700000000, node: n}
 		b, err := d.sign(id)
@@ -68,6 +70,8 @@ func FuzzParseNodeHello(f *testing.F) {
 func FuzzParseNodeCycle(f *testing.F) {
 	now := time.Unix(1700000000, 0)
 	f.Add((&nodeCycle{cycle: Cycle{ID: [16]byte{2}, NotBefore: now, NotAfter: now.Add(time.Hour), Grace: time.Minute}, wait: 20 * time.Second}).marshal())
+	f.Add((&nodeCycle{cycle: Cycle{ID: [16]byte{3}, NotBefore: now, NotAfter: now.Add(time.Hour), Protocol: ProtocolSealed,
+		Sealed: SealedConfig{Form: FormRelay, MaxPacket: SealedSmall}}, wait: time.Second}).marshal())
 	f.Add([]byte{remoteVersion})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := parseNodeCycle(b)

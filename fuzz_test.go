@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -83,6 +85,11 @@ func FuzzParsePayload(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add(seed[:120])
+	sealed, err := sealedSeed(seedPayload(f, 2), SealedConfig{Form: FormRelay, MaxPacket: SealedSmall}).marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := parsePayload(b)
 		if err != nil {
@@ -159,6 +166,33 @@ func FuzzParseIdentity(f *testing.F) {
 		out2, _ := id2.marshal()
 		if !bytes.Equal(out, out2) {
 			t.Fatal("identity does not round-trip")
+		}
+	})
+}
+
+func FuzzParseNodeIdentity(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "state")
+	if _, _, err := LoadOrCreateNodeIdentity(dir, nil); err != nil {
+		f.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(dir, NodeIdentityFile))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(nodeIdentityHeader + "\nidentity-key \nend\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		key, err := parseNodeIdentity(b)
+		if err != nil {
+			if !errors.Is(err, ErrStateCorrupt) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		// Only the canonical encoding parses: the file is the key.
+		want := nodeIdentityHeader + "\nidentity-key " + base64.StdEncoding.EncodeToString(key.Seed()) + "\nend\n"
+		if string(b) != want {
+			t.Fatalf("%q parsed, but the key's file is %q", b, want)
 		}
 	})
 }

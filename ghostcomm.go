@@ -47,6 +47,19 @@
 // which owns its local nodes (a [RemoteSource]'s nodes keep their keys with
 // their operators). docs/PROTOCOL.md has the byte layouts and the full
 // threat model.
+//
+// # Sealed mode
+//
+// A Primary may choose a second protocol for its cycles
+// (PrimaryConfig.Protocol = ProtocolSealed): every packet and every reply is
+// exactly one of two sizes (2 KiB or 32 KiB) whatever the route's length,
+// each hop does one X25519 and adds a layer to the reply on its way back,
+// and every hop gets the same budget, so that neither a packet's size, nor
+// its bytes, nor its budget tell a hop its position or how many hops follow.
+// In the chain form hops still process the data (which itself may hint at
+// a hop's position) and the client verifies the result; in the relay form
+// only the exit sees the data. The payload announces the protocol, and
+// clients follow it.
 package ghostcomm
 
 import (

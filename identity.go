@@ -161,10 +161,27 @@ func (id *Identity) Invite(name string, port int) (inv Invite, ok bool) {
 // (ErrStatePermissions). A missing file is ErrNoIdentity; one that does not
 // parse is ErrStateCorrupt. Errors are *StateError.
 func LoadIdentity(dir string) (*Identity, error) {
+	b, err := readStateFile(dir, IdentityFile)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	id, err := parseIdentity(b)
+	if err != nil {
+		return nil, &StateError{filepath.Join(dir, IdentityFile), err}
+	}
+	id.dir = dir
+	return id, nil
+}
+
+// readStateFile reads file name of the state directory dir, refusing a
+// directory or file that group or others may access, a file that is not
+// regular, or one larger than MaxIdentitySize. Errors are *StateError.
+func readStateFile(dir, name string) ([]byte, error) {
 	if err := checkStateDir(dir); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, IdentityFile)
+	path := filepath.Join(dir, name)
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &StateError{path, ErrNoIdentity}
@@ -191,14 +208,10 @@ func LoadIdentity(dir string) (*Identity, error) {
 		return nil, &StateError{path, err}
 	}
 	if len(b) > MaxIdentitySize {
+		clear(b)
 		return nil, &StateError{path, fmt.Errorf("%w: larger than %d bytes", ErrStateCorrupt, MaxIdentitySize)}
 	}
-	id, err := parseIdentity(b)
-	if err != nil {
-		return nil, &StateError{path, err}
-	}
-	id.dir = dir
-	return id, nil
+	return b, nil
 }
 
 // CreateIdentity makes a new identity in dir, creating dir (mode 0700) if it
@@ -316,15 +329,23 @@ func (id *Identity) write(replace bool) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(id.dir, IdentityFile)
-	f, err := os.CreateTemp(id.dir, ".identity-*") // mode 0600
+	defer clear(b)
+	return writeStateFile(id.dir, IdentityFile, b, replace)
+}
+
+// writeStateFile writes file name of the state directory dir atomically,
+// mode 0600: a temporary file in dir, synced, then renamed over the file
+// (replace) or linked to its name (create: ErrIdentityExists if the file
+// exists). Errors are *StateError.
+func writeStateFile(dir, name string, b []byte, replace bool) error {
+	path := filepath.Join(dir, name)
+	f, err := os.CreateTemp(dir, "."+name+"-*") // mode 0600
 	if err != nil {
-		return &StateError{id.dir, err}
+		return &StateError{dir, err}
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a rename there is nothing left to remove
 	_, err = f.Write(b)
-	clear(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -342,7 +363,7 @@ func (id *Identity) write(replace bool) error {
 	if err != nil {
 		return &StateError{path, err}
 	}
-	if d, err := os.Open(id.dir); err == nil { // make the new name durable
+	if d, err := os.Open(dir); err == nil { // make the new name durable
 		d.Sync()
 		d.Close()
 	}

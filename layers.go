@@ -104,8 +104,12 @@ func (n *Node) peel(m *wire.Msg, now time.Time) (*layer.Peeled, error) {
 // that arrive together, only the first is recorded; the others get
 // ErrReplay, and a full cache ErrBusy, before anything is processed or
 // forwarded. Like peel's refusals these travel as plain Reject frames.
-func (n *Node) record(p *layer.Peeled) error {
-	if err := n.replay.Add(p.Tag); err != nil {
+func (n *Node) record(p *layer.Peeled) error { return n.recordTag(p.Tag) }
+
+// recordTag enters a tag in the replay cache, and says once when the cache
+// passes half full.
+func (n *Node) recordTag(tag []byte) error {
+	if err := n.replay.Add(tag); err != nil {
 		return err
 	}
 	if f := n.cfg.replayHalf; f != nil && 2*n.replay.Len() > n.replay.Cap() && n.halfSaid.CompareAndSwap(false, true) {
@@ -190,6 +194,8 @@ func reportError(i int, route []NodeInfo, msg []byte) error {
 		return hop(i, ErrProcessing)
 	case wire.ReportBadRoute:
 		return hop(i, fmt.Errorf("%w: unknown next hop", ErrMalformed))
+	case wire.ReportBudget:
+		return hop(i, ErrBudget)
 	}
 	return hop(i, fmt.Errorf("%w: report code %d", ErrRejected, msg[0]))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/replay"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 
@@ -43,6 +44,15 @@ const DefaultPublishTimeout = 2 * time.Minute
 type NodeConfig struct {
 	// Processor is what the node does to the data. Zero: IdentitySpec.
 	Processor ProcessorSpec
+
+	// Protocol is the message protocol the node speaks: ProtocolLayered
+	// (Message frames) or ProtocolSealed (SealedPacket frames, with a
+	// sealed-mode key made for this node alone: Info().SealedKey). A node
+	// refuses the other protocol's frames. Zero: ProtocolLayered. A
+	// Primary sets it from PrimaryConfig.Protocol.
+	Protocol Protocol
+	// Sealed configures sealed mode; zero with the layered protocol.
+	Sealed SealedConfig
 
 	// NotBefore and NotAfter bound the lock-cycle the node serves. Zero
 	// NotBefore means now; zero NotAfter means NotBefore plus ten years.
@@ -141,7 +151,9 @@ type HopEvent struct {
 	// Total is the time until the answer went back, including the rest of
 	// the route.
 	Total time.Duration
-	// InSize and OutSize are the data sizes before and after processing.
+	// InSize and OutSize are the data sizes before and after processing;
+	// both 0 at a relaying hop of sealed mode's relay form, which does not
+	// see the data.
 	InSize, OutSize int
 	// Last reports that this node was the route's last hop.
 	Last bool
@@ -233,6 +245,11 @@ type Node struct {
 	onion Onion
 	ts    int64 // the cycle's NotBefore: every layer's Fernet timestamp
 
+	// sealedKey is the node's sealed-mode key for this cycle (nil in the
+	// layered protocol), the X25519 key of a cv25519 OpenPGP subkey made
+	// for sealed mode alone.
+	sealedKey *sealed.PrivateKey
+
 	srv     *transport.Server
 	pool    *transport.Pool
 	replay  *replay.Cache
@@ -257,6 +274,10 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, errors.New("ghostcomm: NewNode needs a TorController and a Dialer")
 	}
 	c := cfg.withDefaults()
+	var err error
+	if c.Protocol, c.Sealed, err = checkProtocol(c.Protocol, c.Sealed); err != nil {
+		return nil, err
+	}
 	proc, err := NewProcessor(c.Processor)
 	if err != nil {
 		return nil, err
@@ -266,6 +287,12 @@ func NewNode(ctx context.Context, tc TorController, dialer Dialer, cfg NodeConfi
 		return nil, err
 	}
 	n := &Node{cfg: c, tc: tc, keys: keys, proc: proc, ts: c.NotBefore.Unix()}
+	if c.Protocol == ProtocolSealed {
+		if n.sealedKey, err = newSealedKey(c.Rand, c.NotBefore); err != nil {
+			keys.Wipe()
+			return nil, err
+		}
+	}
 	n.replay = replay.New(c.ReplayCacheSize)
 	n.answers = newAnswerTable(c.MaxInflightBytes/8, c.HopTimeout)
 	empty := []NodeInfo{}
@@ -306,6 +333,7 @@ func (n *Node) Info() NodeInfo {
 		Onion:     n.onion,
 		PublicKey: append([]byte(nil), n.keys.Raw...),
 		Processor: n.cfg.Processor,
+		SealedKey: n.sealedPublic(),
 		pub:       &n.keys.PublicKey,
 	}
 }
@@ -370,6 +398,9 @@ func (n *Node) Close() error {
 		errSrv := n.srv.Close()
 		n.pool.Close()
 		n.keys.Wipe()
+		if n.sealedKey != nil {
+			n.sealedKey.Wipe()
+		}
 		n.replay.Close()
 		n.closeErr = errors.Join(errRemove, errSrv)
 	})
@@ -399,7 +430,7 @@ func (n *Node) refuse(start time.Time, code wire.RejectCode, why error) (wire.Ty
 // transportRefused counts and reports a message the transport refused
 // before the node saw it (no room, no work slot, too large).
 func (n *Node) transportRefused(typ wire.Type, why error) {
-	if typ != wire.Message {
+	if typ != wire.Message && typ != wire.SealedPacket {
 		return
 	}
 	n.refuse(time.Now(), rejectFor(why), why)
@@ -409,6 +440,9 @@ func (n *Node) transportRefused(typ wire.Type, why error) {
 func (n *Node) handle(ctx context.Context, r *transport.Request) (wire.Type, [][]byte) {
 	start := time.Now()
 	now := n.cfg.Clock.Now()
+	if n.sealedKey != nil {
+		return n.handleSealed(ctx, r, start, now)
+	}
 	if r.Type != wire.Message {
 		return n.refuse(start, wire.RejectType, fmt.Errorf("%w: frame type %v", ErrMalformed, r.Type))
 	}

@@ -58,6 +58,7 @@ func (ls localSource) CycleNodes(ctx context.Context, c *Cycle) (CycleNodes, err
 	for i := range out.nodes {
 		nc := p.cfg.Node
 		nc.Processor = p.cfg.Processing(i, p.cfg.Rand)
+		nc.Protocol, nc.Sealed = p.cfg.Protocol, p.cfg.Sealed
 		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
 		nc.Key, nc.OnionKey = nil, nil
 		nc.Clock, nc.Rand, nc.Logger = p.cfg.Clock, p.cfg.Rand, p.cfg.Logger

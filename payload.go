@@ -14,6 +14,7 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 )
 
 // Payload formats (docs/PROTOCOL.md, "Payload request" and "Lock-cycle
@@ -22,10 +23,13 @@ import (
 const (
 	// payloadRequestVersion is the version of a payload request;
 	// payloadVersion that of the signed payload (2: nodes carry an
-	// operator label).
+	// operator label; 3: the cycle announces its protocol, and a sealed
+	// cycle's nodes their sealed-mode keys).
 	payloadRequestVersion = 1
-	payloadVersion        = 2
-	nonceSize             = 32
+	payloadVersion        = 3
+	// sealedKeySize is the size of a node's sealed-mode X25519 public key.
+	sealedKeySize = 32
+	nonceSize     = 32
 	// maxOperatorSize bounds a node's operator label.
 	maxOperatorSize = 64
 
@@ -50,6 +54,11 @@ type NodeInfo struct {
 	// remote nodes enrolled without one. The default route takes at most
 	// one node per non-empty label.
 	Operator string
+	// SealedKey is the node's sealed-mode X25519 public key for this
+	// cycle (32 bytes: the point of a cv25519 OpenPGP key made for sealed
+	// mode alone), in a cycle whose Protocol is ProtocolSealed; nil
+	// otherwise.
+	SealedKey []byte
 
 	pub *layer.PublicKey
 }
@@ -71,6 +80,12 @@ type Cycle struct {
 	NotAfter  time.Time
 	Grace     time.Duration
 	Nodes     []NodeInfo
+	// Protocol is the message protocol the cycle's nodes speak:
+	// ProtocolLayered or ProtocolSealed.
+	Protocol Protocol
+	// Sealed is the sealed-mode form and largest packet class, when
+	// Protocol is ProtocolSealed; zero otherwise.
+	Sealed SealedConfig
 }
 
 // ValidAt reports whether a client may start a message in this cycle at t.
@@ -118,7 +133,7 @@ func parsePayloadRequest(b []byte) (*payloadRequest, error) {
 // payload is the signed content of a lock-cycle payload.
 //
 //	offset size
-//	0      1    version (2)
+//	0      1    version (3)
 //	1      16   cycle id
 //	17     8    not before, unix seconds
 //	25     8    not after, unix seconds
@@ -139,6 +154,12 @@ func parsePayloadRequest(b []byte) (*payloadRequest, error) {
 //	            1 length, key; 2 length, value
 //	       1    o = length of the operator label, 0..64
 //	       o    operator label
+//	then the protocol announcement:
+//	       1    protocol: 1 layered, 2 sealed
+//	       1    sealed form: 1 chain, 2 relay (0 when layered)
+//	       1    largest packet class: 1 for 2 KiB, 2 for 32 KiB (0 when layered)
+//	then, when sealed, n times, in node order:
+//	       32   the node's sealed-mode X25519 public key
 type payload struct {
 	cycle   Cycle
 	nonce   [nonceSize]byte
@@ -166,7 +187,34 @@ func (p *payload) marshal() ([]byte, error) {
 	b = append(b, p.client[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(p.primary)))
 	b = append(b, p.primary...)
-	return append(b, nodes...), nil
+	b = append(b, nodes...)
+	return appendProtocol(b, c)
+}
+
+// appendProtocol appends a cycle's protocol announcement and, for a sealed
+// cycle, its nodes' sealed-mode keys: what follows the node list in a
+// payload.
+func appendProtocol(b []byte, c *Cycle) ([]byte, error) {
+	codes, err := protocolCodes(c.Protocol, c.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, codes[:]...)
+	if codes[0] != codeSealed {
+		for i := range c.Nodes {
+			if c.Nodes[i].SealedKey != nil {
+				return nil, fmt.Errorf("%w: node %d has a sealed-mode key in a %s cycle", ErrBadProtocol, i, protocolOf(c.Protocol))
+			}
+		}
+		return b, nil
+	}
+	for i := range c.Nodes {
+		if len(c.Nodes[i].SealedKey) != sealedKeySize {
+			return nil, fmt.Errorf("%w: node %d has no sealed-mode key", ErrBadProtocol, i)
+		}
+		b = append(b, c.Nodes[i].SealedKey...)
+	}
+	return b, nil
 }
 
 // marshalNodes encodes the node list of a payload: the count, then each
@@ -247,6 +295,19 @@ func parsePayload(b []byte) (*payload, error) {
 			break
 		}
 		c.Nodes = append(c.Nodes, ni)
+	}
+	var codes [3]byte
+	copy(codes[:], d.bytes(3))
+	if d.err == nil {
+		var err error
+		if c.Protocol, c.Sealed, err = parseProtocolCodes(codes); err != nil {
+			return nil, err
+		}
+		if c.Protocol == ProtocolSealed {
+			for i := range c.Nodes {
+				c.Nodes[i].SealedKey = d.bytes(sealedKeySize)
+			}
+		}
 	}
 	if err := d.finish("payload"); err != nil {
 		return nil, err
@@ -369,6 +430,11 @@ func openSignedPayload(b []byte, pinned Fingerprint) (*payload, *layer.PublicKey
 			return nil, nil, fmt.Errorf("node %d: %w", i, err)
 		}
 		n.pub = pk
+		if n.SealedKey != nil {
+			if _, err := sealed.ParsePublicKey(n.SealedKey); err != nil {
+				return nil, nil, fmt.Errorf("node %d: sealed-mode key: %w", i, err)
+			}
+		}
 	}
 	return p, primary, nil
 }

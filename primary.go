@@ -45,7 +45,11 @@ type PrimaryConfig struct {
 	// MinNodes is the fewest nodes a new cycle may have. A rotation that
 	// gathers fewer fails with ErrTooFewNodes (logged and counted in
 	// PrimaryStats.CyclesFailed): the current cycle stays handed out and
-	// the rotation is tried again. Zero: 1.
+	// the rotation is tried again. The first failed rotation of a cycle
+	// extends it into its grace window: its NotAfter moves Grace/2 later
+	// and its Grace shrinks by as much, so that payloads fetched from then
+	// on show the later end, while every node still stops at the same
+	// NotAfter plus Grace. Zero: 1.
 	MinNodes int
 	// Period is how long a lock-cycle is handed out. Zero: DefaultPeriod.
 	// A cycle is replaced early, as if PublishAhead had been reached, once
@@ -62,6 +66,18 @@ type PrimaryConfig struct {
 	// Processing returns the processing configuration of node i of a new
 	// cycle. Nil: DefaultProcessing.
 	Processing func(i int, rnd io.Reader) ProcessorSpec
+
+	// Protocol is the message protocol of every cycle, announced in the
+	// payload: ProtocolLayered or ProtocolSealed. Zero: ProtocolLayered.
+	// Sealed mode needs every node to have a sealed-mode key: remote
+	// nodes make one when the Primary's NodeCycle announces sealed mode
+	// (a descriptor without one is refused, ErrBadProtocol), and a cycle
+	// from another NodeSource whose nodes lack one does not form
+	// (ErrBadProtocol).
+	Protocol Protocol
+	// Sealed configures sealed mode; it must be zero with the layered
+	// protocol (ErrBadProtocol).
+	Sealed SealedConfig
 
 	// Key is the Primary's OpenPGP private key (unlocked, curve25519),
 	// which signs every payload; clients pin its fingerprint. Nil
@@ -170,6 +186,11 @@ func (c *PrimaryConfig) withDefaults() (PrimaryConfig, error) {
 	if d.Processing == nil {
 		d.Processing = DefaultProcessing
 	}
+	var err error
+	if d.Protocol, d.Sealed, err = checkProtocol(d.Protocol, d.Sealed); err != nil {
+		return d, err
+	}
+
 	if d.OnionPort == 0 {
 		d.OnionPort = DefaultOnionPort
 	}
@@ -235,10 +256,11 @@ type Primary struct {
 }
 
 type cycleState struct {
-	cycle   *Cycle
-	nodes   []*Node      // the local nodes
-	batches []CycleNodes // every source's nodes, the local ones first
-	encoded []byte       // the payload's node list, encoded once
+	cycle    *Cycle       // replaced, never changed, by extend; read under p.mu
+	extended bool         // extend lent it half its grace window
+	nodes    []*Node      // the local nodes
+	batches  []CycleNodes // every source's nodes, the local ones first
+	encoded  []byte       // the payload's node list, encoded once
 }
 
 // NewPrimary creates the first lock-cycle's nodes, then the Primary's own
@@ -383,6 +405,7 @@ func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	next, err := p.newCycle(ctx)
 	if err != nil {
 		p.cyclesFailed.Add(1)
+		p.extend(err)
 		return err
 	}
 	p.mu.Lock()
@@ -397,13 +420,39 @@ func (p *Primary) rotate(ctx context.Context, from *cycleState) error {
 	if now.After(retireAt) {
 		retireAt = now
 	}
-	retireAt = retireAt.Add(p.cfg.Grace)
+	retireAt = retireAt.Add(old.cycle.Grace) // what is left of it, if extended
 	p.retiring[old] = p.cfg.Clock.AfterFunc(retireAt.Sub(now), func() { p.retire(old) })
 	p.scheduleRotation()
 	p.mu.Unlock()
 	p.rotations.Add(1)
 	p.cfg.Logger.Info("lock-cycle rotated", "cycle", fmt.Sprintf("%x", next.cycle.ID), "retire_old_at", retireAt)
 	return nil
+}
+
+// extend hands out the current cycle for longer, after a rotation failed
+// with err: its NotAfter moves half its grace window later, and its Grace
+// shrinks by as much, so that NotAfter plus Grace, when every node (local
+// or remote) stops accepting the cycle's messages, stays where it was and
+// no node needs to be told. Clients see the later end in every payload
+// fetched from now on. A cycle is extended once; a cycle without grace
+// cannot be.
+func (p *Primary) extend(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.current
+	if p.closed || cs == nil || cs.extended {
+		return
+	}
+	add := (cs.cycle.Grace / 2).Truncate(time.Second)
+	if add <= 0 {
+		p.cfg.Logger.Warn("the next lock-cycle did not form, and the current one has no grace window to be extended into", "cycle", fmt.Sprintf("%x", cs.cycle.ID), "err", err)
+		return
+	}
+	c := cs.cycle.clone()
+	c.NotAfter = c.NotAfter.Add(add)
+	c.Grace -= add
+	cs.cycle, cs.extended = c, true
+	p.cfg.Logger.Warn("the next lock-cycle did not form: the current one is extended", "cycle", fmt.Sprintf("%x", c.ID), "not_after", c.NotAfter, "grace", c.Grace, "err", err)
 }
 
 // scheduleRotation arms the timer for the current cycle's successor. p.mu is
@@ -502,7 +551,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 // ErrTooFewNodes if they are fewer than MinNodes.
 func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	now := p.cfg.Clock.Now().Truncate(time.Second)
-	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace}
+	c := &Cycle{NotBefore: now, NotAfter: now.Add(p.cfg.Period), Grace: p.cfg.Grace,
+		Protocol: p.cfg.Protocol, Sealed: p.cfg.Sealed}
 	if _, err := io.ReadFull(p.cfg.Rand, c.ID[:]); err != nil {
 		return nil, fmt.Errorf("ghostcomm: reading randomness: %w", err)
 	}
@@ -529,6 +579,9 @@ func (p *Primary) newCycle(ctx context.Context) (*cycleState, error) {
 	}
 	var err error
 	if cs.encoded, err = marshalNodes(c.Nodes); err != nil {
+		return nil, errors.Join(err, cs.close())
+	}
+	if _, err := appendProtocol(nil, c); err != nil {
 		return nil, errors.Join(err, cs.close())
 	}
 	for _, b := range cs.batches {
@@ -625,11 +678,15 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	cs := p.current
+	var cycle Cycle
+	if cs != nil {
+		cycle = *cs.cycle
+	}
 	p.mu.Unlock()
 	if cs == nil {
 		return nil, fmt.Errorf("%w: no lock-cycle yet", ErrBusy)
 	}
-	pl := payload{cycle: *cs.cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
+	pl := payload{cycle: cycle, nonce: req.nonce, client: client.Fpr, primary: p.keys.Raw, nodes: cs.encoded}
 	content, err := pl.marshal()
 	if err != nil {
 		return nil, err
@@ -643,7 +700,7 @@ func (p *Primary) answer(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer k.Wipe()
-	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cs.cycle.NotBefore.Unix(), signed, p.cfg.Rand)
+	return layer.Seal(make([]byte, 0, len(signed)+LayerOverhead+16), client.Enc, &k, cycle.NotBefore.Unix(), signed, p.cfg.Rand)
 }
 
 // Close stops rotations, closes the Primary's server and removes its onion,

@@ -19,12 +19,16 @@ import (
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 )
 
 const (
-	remoteVersion = 1
+	// remoteVersion is the version of every remote-node message (2: the
+	// node cycle announces the protocol, a descriptor carries the node's
+	// sealed-mode key).
+	remoteVersion = 2
 	// descriptorContext prefixes what a descriptor's signature covers, so
 	// that an identity key's signature on anything else is never a
 	// descriptor.
@@ -54,12 +58,15 @@ const DefaultRemoteWait = 20 * time.Second
 // descriptor is what a remote node submits for one cycle.
 //
 //	offset size
-//	0      1    version (1)
+//	0      1    version (2)
 //	1      32   the node's ed25519 identity public key
 //	33     32   SHA-256 fingerprint of the Primary's key (from the invite)
 //	65     16   cycle id (from the Primary's NodeCycle answer)
 //	81     8    the cycle's not before, unix seconds
 //	89     ...  one node entry, as in the payload's node list
+//	...    1    k = length of the node's sealed-mode key: 32 in a sealed
+//	            cycle, 0 otherwise
+//	...    k    the node's sealed-mode X25519 public key
 //	end-64 64   ed25519 signature by the identity key over
 //	            "ghostcomm node descriptor v1\x00" || bytes 0..end-64
 type descriptor struct {
@@ -81,7 +88,12 @@ func (d *descriptor) body() ([]byte, error) {
 	b = append(b, d.primary[:]...)
 	b = append(b, d.cycle[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(d.notBefore))
-	return append(b, entry[1:]...), nil // without marshalNodes' count byte
+	b = append(b, entry[1:]...) // without marshalNodes' count byte
+	if k := len(d.node.SealedKey); k != 0 && k != sealedKeySize {
+		return nil, fmt.Errorf("ghostcomm: a sealed-mode key of %d bytes", k)
+	}
+	b = append(b, byte(len(d.node.SealedKey)))
+	return append(b, d.node.SealedKey...), nil
 }
 
 // sign returns the signed descriptor.
@@ -117,6 +129,14 @@ func parseDescriptor(b []byte) (*descriptor, []byte, []byte, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if k := int(d.u8()); d.err == nil {
+		if k != 0 && k != sealedKeySize {
+			return nil, nil, nil, fmt.Errorf("%w: a sealed-mode key of %d bytes", ErrMalformed, k)
+		}
+		if k != 0 {
+			ni.SealedKey = d.bytes(k)
+		}
+	}
 	if err := d.finish("descriptor"); err != nil {
 		return nil, nil, nil, err
 	}
@@ -142,6 +162,11 @@ func verifyDescriptor(d *descriptor, body, sig []byte) error {
 		return fmt.Errorf("descriptor public key: %w", err)
 	}
 	d.node.pub = pk
+	if d.node.SealedKey != nil {
+		if _, err := sealed.ParsePublicKey(d.node.SealedKey); err != nil {
+			return fmt.Errorf("descriptor sealed-mode key: %w", err)
+		}
+	}
 	if _, err := NewProcessor(d.node.Processor); err != nil {
 		return err
 	}
@@ -150,7 +175,7 @@ func verifyDescriptor(d *descriptor, body, sig []byte) error {
 
 // nodeHello asks the Primary for the next cycle.
 //
-//	0  1   version (1)
+//	0  1   version (2)
 //	1  32  the node's identity public key
 //	33 16  the id of the last cycle the node joined (zero: none)
 type nodeHello struct {
@@ -178,25 +203,31 @@ func parseNodeHello(b []byte) (*nodeHello, error) {
 
 // nodeCycle is the Primary's answer to a hello: the cycle it is gathering.
 //
-//	0  1   version (1)
+//	0  1   version (2)
 //	1  16  cycle id
 //	17 8   not before, unix seconds
 //	25 8   not after, unix seconds
 //	33 4   grace, seconds
 //	37 4   milliseconds left before the descriptor deadline
+//	41 3   the protocol announcement, as in the payload
 type nodeCycle struct {
 	cycle Cycle
 	wait  time.Duration
 }
 
 func (c *nodeCycle) marshal() []byte {
-	b := make([]byte, 0, 41)
+	b := make([]byte, 0, 44)
 	b = append(b, remoteVersion)
 	b = append(b, c.cycle.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.cycle.NotBefore.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.cycle.NotAfter.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(c.cycle.Grace/time.Second))
-	return binary.BigEndian.AppendUint32(b, budgetMS(c.wait))
+	b = binary.BigEndian.AppendUint32(b, budgetMS(c.wait))
+	codes, err := protocolCodes(c.cycle.Protocol, c.cycle.Sealed)
+	if err != nil {
+		codes = [3]byte{} // a Primary's cycle always has a valid protocol
+	}
+	return append(b, codes[:]...)
 }
 
 func parseNodeCycle(b []byte) (*nodeCycle, error) {
@@ -210,7 +241,13 @@ func parseNodeCycle(b []byte) (*nodeCycle, error) {
 	c.cycle.NotAfter = time.Unix(int64(d.u64()), 0)
 	c.cycle.Grace = time.Duration(d.u32()) * time.Second
 	c.wait = time.Duration(d.u32()) * time.Millisecond
+	var codes [3]byte
+	copy(codes[:], d.bytes(3))
 	if err := d.finish("node cycle"); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.cycle.Protocol, c.cycle.Sealed, err = parseProtocolCodes(codes); err != nil {
 		return nil, err
 	}
 	if !c.cycle.NotAfter.After(c.cycle.NotBefore) {
@@ -221,7 +258,7 @@ func parseNodeCycle(b []byte) (*nodeCycle, error) {
 
 // Peer list: the cycle's nodes as a remote node needs them to forward.
 //
-//	0  1   version (1)
+//	0  1   version (2)
 //	1  16  cycle id
 //	17 1   n = number of nodes, 1..255
 //	then n times: 32 onion ed25519 key, 2 port, 2 k, k OpenPGP public key
@@ -444,7 +481,7 @@ func (s *RemoteSource) CycleNodes(ctx context.Context, c *Cycle) (CycleNodes, er
 		wait = min(wait, time.Until(d)/2)
 	}
 	g := &gathering{
-		cycle:    Cycle{ID: c.ID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Grace: c.Grace},
+		cycle:    Cycle{ID: c.ID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Grace: c.Grace, Protocol: protocolOf(c.Protocol), Sealed: c.Sealed},
 		deadline: time.Now().Add(wait),
 		got:      map[[32]byte]int{}, onions: map[string]bool{},
 		full: make(chan struct{}), formed: make(chan struct{}),
@@ -671,6 +708,9 @@ func (s *RemoteSource) admit(b []byte, primary Fingerprint) (*gathering, [32]byt
 	}
 	if d.notBefore != g.cycle.NotBefore.Unix() {
 		return nil, id, fmt.Errorf("%w: not before %d", ErrWrongCycle, d.notBefore)
+	}
+	if (g.cycle.Protocol == ProtocolSealed) != (d.node.SealedKey != nil) {
+		return nil, id, fmt.Errorf("%w: a descriptor with %d sealed-mode key bytes for a %s cycle", ErrBadProtocol, len(d.node.SealedKey), g.cycle.Protocol)
 	}
 	if _, ok := g.got[id]; ok {
 		return nil, id, ErrDescriptorReplay

@@ -26,7 +26,10 @@ type RemoteNodeConfig struct {
 	Invite Invite
 	// Node is the template of each cycle's node: Processor (what this
 	// operator's node does to the data), limits, timeouts, Clock, Rand,
-	// Logger. Its cycle times and keys are set per cycle.
+	// Logger. Its cycle times and keys are set per cycle, and so are its
+	// Protocol and Sealed: the ones the Primary announces for the cycle (in
+	// sealed mode the node makes its sealed-mode key and puts its public
+	// half in the descriptor).
 	Node NodeConfig
 	// Retry is the pause after a failed step (Primary unreachable, not
 	// enrolled, cycle not formed) before the node asks again. Zero: 1 s.
@@ -193,6 +196,7 @@ func (rn *RemoteNode) join(after [16]byte) ([16]byte, error) {
 
 	cfg := rn.cfg.Node
 	cfg.NotBefore, cfg.NotAfter, cfg.Grace = c.NotBefore, c.NotAfter, c.Grace
+	cfg.Protocol, cfg.Sealed = c.Protocol, c.Sealed // the Primary's choice
 	cfg.Key, cfg.OnionKey = nil, nil
 	if cfg.Logger == nil {
 		cfg.Logger = rn.cfg.Logger

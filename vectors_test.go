@@ -17,6 +17,7 @@ import (
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
+	"github.com/ghostcomm/ghostcomm/internal/sealed"
 )
 
 // The test vectors in testdata/vectors.json describe every wire format with
@@ -124,7 +125,11 @@ type vectors struct {
 			Processor   string            `json:"processor"`
 			Params      map[string]string `json:"params"`
 			Operator    string            `json:"operator"`
+			SealedKey   hexBytes          `json:"sealed_key,omitempty"`
 		} `json:"nodes"`
+		Protocol  string `json:"protocol"`
+		Form      string `json:"form,omitempty"`
+		MaxPacket int    `json:"max_packet,omitempty"`
 	} `json:"payload"`
 
 	Invite struct {
@@ -290,14 +295,16 @@ func TestVectors(t *testing.T) {
 		c := p.cycle
 		if !bytes.Equal(p.nonce[:], pv.Nonce) || p.client != Fingerprint(client.Fpr) || !bytes.Equal(c.ID[:], pv.CycleID) ||
 			c.NotBefore.Unix() != pv.NotBefore || c.NotAfter.Unix() != pv.NotAfter || int64(c.Grace/time.Second) != pv.GraceSeconds ||
-			o.TS != pv.NotBefore || len(c.Nodes) != len(pv.Nodes) {
+			o.TS != pv.NotBefore || len(c.Nodes) != len(pv.Nodes) ||
+			string(c.Protocol) != pv.Protocol || string(c.Sealed.Form) != pv.Form || c.Sealed.MaxPacket != pv.MaxPacket {
 			t.Fatal("payload fields differ")
 		}
 		for i, n := range c.Nodes {
 			w := pv.Nodes[i]
 			fp := n.Fingerprint()
 			if n.Onion.ServiceID != w.ServiceID || n.Onion.Port != w.Port || !bytes.Equal(fp[:], w.Fingerprint) ||
-				n.Processor.Name != w.Processor || len(n.Processor.Params) != len(w.Params) || n.Operator != w.Operator {
+				n.Processor.Name != w.Processor || len(n.Processor.Params) != len(w.Params) || n.Operator != w.Operator ||
+				!bytes.Equal(n.SealedKey, w.SealedKey) {
 				t.Fatalf("node %d differs", i)
 			}
 			for k, val := range w.Params {
@@ -367,7 +374,7 @@ func generateAnswerVectors(t *testing.T, v *vectors) {
 // generateVectors writes testdata/vectors.json from fresh keys.
 func generateVectors(t *testing.T) {
 	var v vectors
-	v.Comment = "ghostcomm v1 test vectors (payload version 2); see docs/PROTOCOL.md. Hex strings are raw bytes. Keys are armored OpenPGP private keys (curve25519) made for these vectors only."
+	v.Comment = "ghostcomm v1 test vectors (payload version 3); see docs/PROTOCOL.md. Hex strings are raw bytes. Keys are armored OpenPGP private keys (curve25519) made for these vectors only."
 	v.Keys = map[string]string{}
 	kps := map[string]*layer.KeyPair{}
 	for _, name := range []string{"node0", "node1", "node2", "client", "primary"} {
@@ -437,13 +444,15 @@ func generateVectors(t *testing.T) {
 	p := &payload{nonce: req.nonce, client: Fingerprint(kps["client"].Fpr), primary: kps["primary"].Raw}
 	p.cycle.NotBefore, p.cycle.NotAfter, p.cycle.Grace = time.Unix(ts, 0), time.Unix(ts+600, 0), 2*time.Minute
 	rand.Read(p.cycle.ID[:])
+	// A sealed cycle, so that the vector shows every field of version 3.
+	p.cycle.Protocol, p.cycle.Sealed = ProtocolSealed, SealedConfig{Form: FormRelay, MaxPacket: SealedSmall}
 	specs := []ProcessorSpec{HashSpec("sha256", []byte{0xaa, 0xbb}, 1, true), HashSpec("sha3-256", nil, 3, false), IdentitySpec}
 	for i, name := range []string{"node0", "node1", "node2"} {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = byte(i + 1)
 		pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
 		p.cycle.Nodes = append(p.cycle.Nodes, NodeInfo{Onion: Onion{ServiceID: onionaddr.ServiceID(pub), Port: 80}, PublicKey: kps[name].Raw, Processor: specs[i],
-			Operator: []string{"operator alpha", "", "operator beta"}[i]})
+			Operator: []string{"operator alpha", "", "operator beta"}[i], SealedKey: sealedVectorKey(t)})
 	}
 	content, err := p.marshal()
 	if err != nil {
@@ -468,8 +477,10 @@ func generateVectors(t *testing.T) {
 			Processor   string            `json:"processor"`
 			Params      map[string]string `json:"params"`
 			Operator    string            `json:"operator"`
-		}{n.Onion.ServiceID, n.Onion.Port, kps[[]string{"node0", "node1", "node2"}[i]].Fpr[:], n.Processor.Name, n.Processor.Params, n.Operator})
+			SealedKey   hexBytes          `json:"sealed_key,omitempty"`
+		}{n.Onion.ServiceID, n.Onion.Port, kps[[]string{"node0", "node1", "node2"}[i]].Fpr[:], n.Processor.Name, n.Processor.Params, n.Operator, n.SealedKey})
 	}
+	pv.Protocol, pv.Form, pv.MaxPacket = string(p.cycle.Protocol), string(p.cycle.Sealed.Form), p.cycle.Sealed.MaxPacket
 
 	inv := Invite{Primary: Onion{ServiceID: p.cycle.Nodes[0].Onion.ServiceID, Port: 80}, Fingerprint: Fingerprint(kps["primary"].Fpr)}
 	v.Invite.String, v.Invite.ServiceID, v.Invite.Port, v.Invite.Fingerprint = inv.String(), inv.Primary.ServiceID, 80, inv.Fingerprint[:]
@@ -503,4 +514,14 @@ func generateVectors(t *testing.T) {
 	if err := os.WriteFile(vectorsPath, append(out, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sealedVectorKey is a fresh node's sealed-mode public key.
+func sealedVectorKey(t *testing.T) []byte {
+	k, err := sealed.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := k.PublicKey()
+	return pk[:]
 }

@@ -101,6 +101,7 @@ func BenchmarkBuild(b *testing.B) {
 			b.ReportMetric(float64(sz), "onion-B")
 			b.ReportMetric(float64(sz1-sz), "B/layer")
 		})
+		benchSealedBuild(b, n)
 	}
 }
 
@@ -232,6 +233,7 @@ func BenchmarkHop(b *testing.B) {
 		b.StopTimer()
 		rt.Stop()
 	})
+	benchSealedHop(b, f)
 }
 
 // BenchmarkNetwork sends 1 KiB messages through a Primary's three identity

@@ -87,12 +87,13 @@ func marshalNodes(nodes []ghostcomm.NodeInfo) ([]byte, error) {
 	return b, nil
 }
 
-// payloadBody mirrors payload.marshal: the per-request header, then the
-// cycle's encoded node list.
+// payloadBody mirrors payload.marshal: the per-request header, the cycle's
+// encoded node list, then tail: the protocol announcement (layered: 1, 0, 0)
+// and, for a sealed cycle, its nodes' sealed-mode keys.
 func payloadBody(id [16]byte, notBefore, notAfter time.Time, grace time.Duration, nonce [32]byte,
-	client [32]byte, primary []byte, nodes []byte) []byte {
-	b := make([]byte, 0, 103+len(primary)+len(nodes))
-	b = append(b, 2) // payload version 2: nodes carry an operator label
+	client [32]byte, primary []byte, nodes []byte, tail []byte) []byte {
+	b := make([]byte, 0, 103+len(primary)+len(nodes)+len(tail))
+	b = append(b, 3) // payload version 3: the cycle announces its protocol
 	b = append(b, id[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(notBefore.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(notAfter.Unix()))
@@ -101,8 +102,12 @@ func payloadBody(id [16]byte, notBefore, notAfter time.Time, grace time.Duration
 	b = append(b, client[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(primary)))
 	b = append(b, primary...)
-	return append(b, nodes...)
+	b = append(b, nodes...)
+	return append(b, tail...)
 }
+
+// layeredTail is the protocol announcement of a layered cycle.
+var layeredTail = []byte{1, 0, 0}
 
 // signPayload mirrors payload.go's signPayload: the Primary's detached
 // binary OpenPGP signature, its length, then the body.
@@ -169,7 +174,7 @@ func (lc *lockCycle) signed(rnd io.Reader) ([]byte, []ghostcomm.NodeInfo, error)
 		return nil, nil, err
 	}
 	nb := time.Unix(cycleTS, 0)
-	body := payloadBody(id, nb, nb.Add(ghostcomm.DefaultPeriod), ghostcomm.DefaultGrace, nonce, client, lc.primary.Raw, encoded)
+	body := payloadBody(id, nb, nb.Add(ghostcomm.DefaultPeriod), ghostcomm.DefaultGrace, nonce, client, lc.primary.Raw, encoded, layeredTail)
 	signed, err := signPayload(lc.primary, body)
 	return signed, infos, err
 }

@@ -41,7 +41,11 @@ func TestPayloadMirrorMatchesVectors(t *testing.T) {
 				Processor string            `json:"processor"`
 				Params    map[string]string `json:"params"`
 				Operator  string            `json:"operator"`
+				SealedKey hexBytes          `json:"sealed_key"`
 			} `json:"nodes"`
+			Protocol  string `json:"protocol"`
+			Form      string `json:"form"`
+			MaxPacket int    `json:"max_packet"`
 		} `json:"payload"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -79,12 +83,21 @@ func TestPayloadMirrorMatchesVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The protocol announcement (docs/PROTOCOL.md): protocol, form,
+	// largest class, then a sealed cycle's keys.
+	tail := layeredTail
+	if pv.Protocol == "sealed" {
+		tail = []byte{2, map[string]byte{"chain": 1, "relay": 2}[pv.Form], map[int]byte{2048: 1, 32768: 2}[pv.MaxPacket]}
+		for _, n := range pv.Nodes {
+			tail = append(tail, n.SealedKey...)
+		}
+	}
 	var id [16]byte
 	copy(id[:], pv.CycleID)
 	var nonce [32]byte
 	copy(nonce[:], pv.Nonce)
 	want := payloadBody(id, time.Unix(pv.NotBefore, 0), time.Unix(pv.NotAfter, 0),
-		time.Duration(pv.GraceSeconds)*time.Second, nonce, keys["client"].Fpr, keys["primary"].Raw, nodes)
+		time.Duration(pv.GraceSeconds)*time.Second, nonce, keys["client"].Fpr, keys["primary"].Raw, nodes, tail)
 	if !bytes.Equal(content, want) {
 		t.Fatalf("bench's payload encoding (%d bytes) differs from the library's (%d bytes)", len(want), len(content))
 	}

@@ -30,6 +30,7 @@ import (
 // that SIGTERM leaves neither an onion nor a tor process behind.
 func TestEndToEnd(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
+	t.Parallel()                           // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
 	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
 	if err != nil {
 		t.Fatal(err)
@@ -78,8 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	// Binary on stdin, the answer raw on stdout; the invite from the
 	// environment.
 	msg := []byte{0, 1, 2, 0xff, '\n', 0xfe}
-	t.Setenv(envInvite, invite)
-	out = gc(msg, 0, "send")
+	out = runGCEnv(t, ctx, bin, []string{envInvite + "=" + invite}, msg, 0, append([]string{"send"}, via...)...)
 	if len(out) != 64 {
 		t.Fatalf("raw answer %q", out)
 	}
@@ -126,9 +126,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 	gc(nil, exitRetry, "fetch", "-timeout", "10s", "-invite", invite)
 
-	// 3. Client authorization: refused without the key, answered with it.
+	// 3. Client authorization: refused without the key, answered with it;
+	// this Primary speaks the sealed protocol (chain form).
 	state2 := filepath.Join(t.TempDir(), "state2")
-	p = startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
+	p = startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-protocol", "sealed", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
 	name, authInvite, _ := strings.Cut(p.line(t, ctx), " ")
 	if name != "client-1" {
 		t.Fatalf("client invite line %q %q", name, authInvite)
@@ -139,10 +140,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 	noKey := inv
 	noKey.ClientAuthKey = nil
-	gc(nil, exitRetry, "send", "-timeout", "30s", "-invite", noKey.String(), "hello")
+	gc(nil, exitRetry, "send", "-timeout", "10s", "-invite", noKey.String(), "hello")
 	out = gc(nil, 0, "send", "--json", "-invite", authInvite, "hello")
 	if err := json.Unmarshal(out, &res); err != nil || !res.Verified {
 		t.Fatalf("send with the client's key: %v\n%s", err, out)
+	}
+	out = gc(nil, 0, "fetch", "--json", "-invite", authInvite)
+	if !strings.Contains(string(out), `"protocol": "sealed"`) {
+		t.Errorf("fetch --json of a sealed Primary's cycle does not say so:\n%s", out)
 	}
 	p.stop(t, syscall.SIGINT)
 }
@@ -157,7 +162,13 @@ type primaryProc struct {
 
 func startPrimary(t *testing.T, bin string, args ...string) *primaryProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"primary"}, args...)...)
+	return startCmd(t, bin, "primary", args...)
+}
+
+// startCmd starts "ghostcomm CMD ARGS..." that runs until stopped.
+func startCmd(t *testing.T, bin, command string, args ...string) *primaryProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{command}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +192,7 @@ func startPrimary(t *testing.T, bin string, args ...string) *primaryProc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("ghostcomm primary %v stderr:\n%s", args, p.stderr)
+			t.Logf("ghostcomm %s %v stderr:\n%s", command, args, p.stderr)
 		}
 	})
 	return p
@@ -239,7 +250,13 @@ func (p *primaryProc) stop(t *testing.T, sig syscall.Signal) {
 // runGC runs ghostcomm to its end and checks its exit code; it returns stdout.
 func runGC(t *testing.T, ctx context.Context, bin string, stdin []byte, code int, args ...string) []byte {
 	t.Helper()
-	stdout, stderr, got := execGC(t, ctx, bin, stdin, args...)
+	return runGCEnv(t, ctx, bin, nil, stdin, code, args...)
+}
+
+// runGCEnv is runGC with env added to the process's environment.
+func runGCEnv(t *testing.T, ctx context.Context, bin string, env []string, stdin []byte, code int, args ...string) []byte {
+	t.Helper()
+	stdout, stderr, got := execGCEnv(t, ctx, bin, env, stdin, args...)
 	if got != code {
 		t.Fatalf("ghostcomm %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, got, code, stdout, stderr)
 	}
@@ -269,7 +286,15 @@ func runGCRetrying(t *testing.T, ctx context.Context, bin string, stdin []byte, 
 
 func execGC(t *testing.T, ctx context.Context, bin string, stdin []byte, args ...string) (stdout, stderr []byte, code int) {
 	t.Helper()
+	return execGCEnv(t, ctx, bin, nil, stdin, args...)
+}
+
+func execGCEnv(t *testing.T, ctx context.Context, bin string, env []string, stdin []byte, args ...string) (stdout, stderr []byte, code int) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &out, &errOut
 	err := cmd.Run()

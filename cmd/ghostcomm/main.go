@@ -6,6 +6,8 @@
 //	ghostcomm send [-invite INVITE | -invite-file FILE] [--json] [MESSAGE]
 //	ghostcomm fetch [-invite INVITE | -invite-file FILE] [--json]
 //	ghostcomm client -state DIR add NAME | remove NAME | list
+//	ghostcomm node -state DIR [-invite INVITE | -invite-file FILE] [-tor system|launch] [flags]
+//	ghostcomm nodes -state DIR [-operator LABEL] add NAME KEY | remove NAME | list | invite
 //
 // "ghostcomm primary" runs a Primary: its keys live in the state directory
 // (created with mode 0700 on first run, refused when group or others may read
@@ -25,6 +27,15 @@
 // "ghostcomm client" adds, removes or lists the clients authorized to reach a
 // Primary; a running Primary applies the change when it is restarted.
 //
+// "ghostcomm node" runs a remote node on a machine of its own, with its own
+// tor: its identity key lives in its state directory ("ghostcomm node -id"
+// prints it); for every lock-cycle of the Primary named by its invite it
+// makes a fresh key pair and onion, submits a descriptor signed by its
+// identity, serves the cycle and retires it. "ghostcomm nodes" enrolls and
+// revokes node identities in a Primary's state directory (the file
+// "nodes"), which a Primary started with -remote re-reads while it runs,
+// and prints the invite to give node operators.
+//
 // Errors are one line on stderr, starting with "ghostcomm:". Exit codes:
 //
 //	0  success
@@ -34,8 +45,8 @@
 //	4  refetch: the lock-cycle ended or a hop is gone; running again fetches the new one
 //	5  permanent: anything else (tor refused, the wrong Primary, interrupted...)
 //
-// Codes 3, 4 and 5 follow ghostcomm.ActionFor. A Primary stopped by a signal
-// exits 0.
+// Codes 3, 4 and 5 follow ghostcomm.ActionFor. A Primary or node stopped by
+// a signal exits 0.
 package main
 
 import (
@@ -66,6 +77,8 @@ const usage = `Usage:
 	ghostcomm send [-invite INVITE | -invite-file FILE] [--json] [MESSAGE]
 	ghostcomm fetch [-invite INVITE | -invite-file FILE] [--json]
 	ghostcomm client -state DIR add NAME | remove NAME | list
+	ghostcomm node -state DIR [-invite INVITE | -invite-file FILE] [-tor system|launch] [flags]
+	ghostcomm nodes -state DIR [-operator LABEL] add NAME KEY | remove NAME | list | invite
 
 Run "ghostcomm COMMAND -h" for a command's flags.
 
@@ -102,14 +115,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.fetch(ctx, args[1:])
 	case "client":
 		err = e.client(args[1:])
+	case "node":
+		err = e.node(ctx, args[1:])
+	case "nodes":
+		err = e.nodes(args[1:])
 	default:
-		err = usageErrorf("unknown command %q (primary, send, fetch or client)", args[0])
+		err = usageErrorf("unknown command %q (primary, send, fetch, client, node or nodes)", args[0])
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
 	if err != nil && !errors.Is(err, errReported) {
-		fmt.Fprintf(stderr, "ghostcomm: %s\n", oneLine(err.Error()))
+		// The library's errors say "ghostcomm: " themselves; say it once.
+		fmt.Fprintf(stderr, "ghostcomm: %s\n", strings.TrimPrefix(oneLine(err.Error()), "ghostcomm: "))
 	}
 	return exitCode(err)
 }

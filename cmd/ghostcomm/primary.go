@@ -18,6 +18,10 @@ import (
 // envStateDir is where systemd's StateDirectory= puts the state directory.
 const envStateDir = "STATE_DIRECTORY"
 
+// firstCycleRetry is the pause before a Primary with remote nodes tries
+// again to form its first lock-cycle.
+const firstCycleRetry = 5 * time.Second
+
 // Files of a state directory besides ghostcomm.IdentityFile: the invite
 // (without client authorization), and one invite per client.
 const (
@@ -30,11 +34,17 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	state := fs.String("state", "", "state directory: keys and invites (default $"+envStateDir+")")
 	var tf torFlags
 	tf.register(fs, true)
-	nodes := fs.Int("nodes", ghostcomm.DefaultNodes, "nodes per lock-cycle, 1..255")
+	nodes := fs.Int("nodes", ghostcomm.DefaultNodes, "nodes per lock-cycle that the Primary runs itself, 1..255 (0..255 with -remote)")
+	remote := fs.Bool("remote", false, "also take remote nodes: those enrolled with \"ghostcomm nodes\" (re-read while running)")
+	minNodes := fs.Int("min-nodes", 1, "the fewest nodes a lock-cycle forms with; else the current one is extended and the rotation retried")
+	remoteWait := fs.Duration("remote-wait", ghostcomm.DefaultRemoteWait, "with -remote: how long a new lock-cycle waits for remote nodes' descriptors")
 	period := fs.Duration("period", ghostcomm.DefaultPeriod, "how long a lock-cycle is handed out")
+	publishAhead := fs.Duration("publish-ahead", 0, "how long before a lock-cycle ends its successor is formed (0: a quarter of -period, at most 1m); remote nodes submit descriptors in the first half of it")
 	grace := fs.Duration("grace", ghostcomm.DefaultGrace, "how long a replaced cycle's nodes keep serving")
 	clientAuth := fs.Int("client-auth", 0, "admit only clients holding a key: make keys until there are at least N (see \"ghostcomm client\")")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on this 127.0.0.1 address (host:port); off when empty")
+	protocol := fs.String("protocol", string(ghostcomm.ProtocolLayered), "message protocol the lock-cycles speak: layered or sealed (fixed-size packets; remote nodes follow)")
+	form := fs.String("form", "", "with -protocol sealed: chain (every hop processes; the default) or relay (only the exit does)")
 	var lf logFlags
 	lf.register(fs)
 	if err := e.parse(fs, args); err != nil {
@@ -52,14 +62,28 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	switch {
 	case *state == "":
 		return usageErrorf("primary: -state DIR is required")
-	case *nodes < 1 || *nodes > 255:
-		return usageErrorf("-nodes must be 1..255")
+	case *remote && (*nodes < 0 || *nodes > 255):
+		return usageErrorf("-nodes must be 0..255")
+	case !*remote && (*nodes < 1 || *nodes > 255):
+		return usageErrorf("-nodes must be 1..255 (0 with -remote)")
+	case *minNodes < 1 || *minNodes > 255:
+		return usageErrorf("-min-nodes must be 1..255")
+	case *remoteWait <= 0:
+		return usageErrorf("-remote-wait must be positive")
 	case *period <= 0:
 		return usageErrorf("-period must be positive")
+	case *publishAhead < 0 || (*publishAhead > 0 && *publishAhead >= *period):
+		return usageErrorf("-publish-ahead must be shorter than -period")
 	case *grace < 0:
 		return usageErrorf("-grace must not be negative")
 	case *clientAuth < 0:
 		return usageErrorf("-client-auth must not be negative")
+	case *protocol != string(ghostcomm.ProtocolLayered) && *protocol != string(ghostcomm.ProtocolSealed):
+		return usageErrorf("-protocol must be layered or sealed")
+	case *form != "" && *protocol != string(ghostcomm.ProtocolSealed):
+		return usageErrorf("-form needs -protocol sealed")
+	case *form != "" && *form != string(ghostcomm.FormChain) && *form != string(ghostcomm.FormRelay):
+		return usageErrorf("-form must be chain or relay")
 	}
 	logger, err := lf.logger(e.stderr, false)
 	if err != nil {
@@ -91,6 +115,18 @@ func (e *env) primary(ctx context.Context, args []string) error {
 		logger.Info("added a client key", "name", name)
 	}
 
+	var src *ghostcomm.RemoteSource
+	var applyNodes func() error
+	if *remote {
+		if src, err = ghostcomm.NewRemoteSource(ghostcomm.RemoteSourceConfig{Wait: *remoteWait, Logger: logger}); err != nil {
+			return usageErrorf("%v", err)
+		}
+		applyNodes = nodeApplier(*state, src, logger)
+		if err := applyNodes(); err != nil {
+			return &usageError{fmt.Errorf("state directory: %w", err)}
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	progress := newProgress(e.stderr)
@@ -100,20 +136,49 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	}
 	defer tor.close()
 
-	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, Period: *period, Grace: *grace, Logger: logger}
+	cfg := ghostcomm.PrimaryConfig{Nodes: *nodes, MinNodes: *minNodes, Period: *period, PublishAhead: *publishAhead, Grace: *grace, Logger: logger,
+		Protocol: ghostcomm.Protocol(*protocol), Sealed: ghostcomm.SealedConfig{Form: ghostcomm.SealedForm(*form)}}
 	if *grace == 0 {
 		cfg.Grace = -1 // the flag's zero means none; the library's means the default
 	}
+	if src != nil {
+		cfg.Sources = []ghostcomm.NodeSource{src}
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go pollNodes(pctx, applyNodes, logger)
+	}
 	id.Apply(&cfg)
-	progress.update("publishing the Primary's onion and %d nodes", *nodes)
+	if src != nil {
+		progress.update("publishing the Primary's onion and %d nodes, and waiting up to %v for remote nodes", *nodes, *remoteWait)
+	} else {
+		progress.update("publishing the Primary's onion and %d nodes", *nodes)
+	}
 	start := time.Now()
 	p, err := ghostcomm.NewPrimary(ctx, tor.ctrl, tor.dialer, cfg)
+	// With remote nodes, the first cycle forms once enough have joined:
+	// until then, try again.
+	for src != nil && errors.Is(err, ghostcomm.ErrTooFewNodes) && ctx.Err() == nil {
+		hint := ""
+		if list, _ := readNodeList(*state); len(list) == 0 {
+			hint = " (no node is enrolled: ghostcomm nodes -state " + *state + " add NAME KEY)"
+		}
+		progress.line("the first lock-cycle did not form (%v)%s; trying again in %v", oneLine(err.Error()), hint, firstCycleRetry)
+		select {
+		case <-ctx.Done():
+			continue
+		case <-time.After(firstCycleRetry):
+		}
+		p, err = ghostcomm.NewPrimary(ctx, tor.ctrl, tor.dialer, cfg)
+	}
 	progress.done()
 	if err != nil {
 		return interrupted(ctx, progress, fmt.Errorf("starting the Primary: %w", err))
 	}
 	defer p.Close()
 	progress.line("published in %v: %s.onion", time.Since(start).Round(100*time.Millisecond), p.Onion().ServiceID)
+	if src != nil {
+		progress.line("first lock-cycle: %d nodes (%d remote)", len(p.Cycle().Nodes), len(p.Cycle().Nodes)-*nodes)
+	}
 
 	if err := e.writeInvites(*state, id, p); err != nil {
 		return err

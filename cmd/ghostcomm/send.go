@@ -269,14 +269,21 @@ func (e *env) fetch(ctx context.Context, args []string) error {
 	out := cycleJSON{
 		Primary: inv.Primary.Addr(), Fingerprint: inv.Fingerprint.String(), Cycle: hex.EncodeToString(cycle.ID[:]),
 		NotBefore: cycle.NotBefore.UTC(), NotAfter: cycle.NotAfter.UTC(), GraceSeconds: cycle.Grace.Seconds(),
-		Nodes: hopsJSON(cycle.Nodes),
+		Protocol: string(ghostcomm.ProtocolLayered), Nodes: hopsJSON(cycle.Nodes),
+	}
+	if cycle.Protocol == ghostcomm.ProtocolSealed {
+		out.Protocol, out.Form = string(cycle.Protocol), string(cycle.Sealed.Form)
 	}
 	if cf.json {
 		return e.printJSON(out)
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "primary      %s\nfingerprint  %s\ncycle        %s\nvalid        %s to %s (grace %v)\n\n",
-		out.Primary, out.Fingerprint, out.Cycle, out.NotBefore.Format(time.RFC3339), out.NotAfter.Format(time.RFC3339), cycle.Grace)
+	proto := out.Protocol
+	if out.Form != "" {
+		proto += ", " + out.Form + " form"
+	}
+	fmt.Fprintf(w, "primary      %s\nfingerprint  %s\ncycle        %s\nvalid        %s to %s (grace %v)\nprotocol     %s\n\n",
+		out.Primary, out.Fingerprint, out.Cycle, out.NotBefore.Format(time.RFC3339), out.NotAfter.Format(time.RFC3339), cycle.Grace, proto)
 	fmt.Fprintf(w, "%-3s  %-65s  %-16s  %s\n", "#", "ONION", "FINGERPRINT", "PROCESSOR")
 	for i, n := range out.Nodes {
 		fmt.Fprintf(w, "%-3d  %-65s  %-16s  %s\n", i, n.Onion, n.Fingerprint[:16], n.Processor)
@@ -292,5 +299,7 @@ type cycleJSON struct {
 	NotBefore    time.Time `json:"not_before"`
 	NotAfter     time.Time `json:"not_after"`
 	GraceSeconds float64   `json:"grace_seconds"`
+	Protocol     string    `json:"protocol"`       // layered or sealed
+	Form         string    `json:"form,omitempty"` // sealed: chain or relay
 	Nodes        []hopJSON `json:"nodes"`
 }

@@ -4,6 +4,9 @@
 //
 //	go run ./examples/fullnetwork                 # on the in-process fake Tor
 //	go run ./examples/fullnetwork -hops 5 -msg "hello"
+//	go run ./examples/fullnetwork -protocol sealed              # sealed mode, chain form
+//	go run ./examples/fullnetwork -protocol sealed -form relay  # only the exit processes
+//	go run ./examples/fullnetwork -hops 3 -remote 2   # 2 of the 3 nodes join as remote nodes
 //	go run ./examples/fullnetwork -tor=testnet    # a private Tor network on 127.0.0.1
 //	go run ./examples/fullnetwork -tor=system     # a running tor: ControlPort 9051, SocksPort 9050
 //	go run ./examples/fullnetwork -tor=launch -torrc FILE -datadir DIR
@@ -13,12 +16,21 @@
 // stopped when the program ends. -tor=system and -tor=launch use whatever
 // Tor network the tor is configured for, normally the public one.
 //
+// -remote N runs N of the nodes as remote nodes, as operators on other
+// machines would (ghostcomm.RemoteNode, here in the same process and on the
+// same tor): each has its own identity key, enrolled with the Primary under
+// an operator label of its own, makes its own key pair and onion, and joins
+// the lock-cycle through the Primary's onion with a signed descriptor. The
+// Primary never holds their private keys.
+//
 // It exits 0 when the result matches what the client computed for the route,
 // 1 when it does not, and 2 on any other failure.
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fullnetwork", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	hops := fs.Int("hops", 3, "number of nodes in the lock-cycle, all used as hops (1..255)")
+	remote := fs.Int("remote", 0, "how many of the -hops nodes join as remote nodes (0..hops)")
 	msg := fs.String("msg", "hello from ghostcomm", "the message to send")
 	mode := fs.String("tor", "fake", "Tor underneath: "+strings.Join(torModes(), ", "))
 	control := fs.String("control", "127.0.0.1:9051", "control port, for -tor=system")
@@ -51,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	datadir := fs.String("datadir", "", "tor data directory for -tor=launch (required there)")
 	timeout := fs.Duration("timeout", 0, "overall time limit (default: 30s on the fake Tor, 5m on a real one)")
 	verbose := fs.Bool("v", false, "log what the library does")
+	protocol := fs.String("protocol", "layered", "message protocol: layered or sealed")
+	form := fs.String("form", "", "sealed-mode form: chain (the default: every hop processes) or relay (only the exit does)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -63,6 +78,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *hops < 1 || *hops > 255 {
 		fmt.Fprintln(stderr, "fullnetwork: -hops must be 1..255")
+		return 2
+	}
+	netCfg := netConfig{hops: *hops, remote: *remote, protocol: ghostcomm.Protocol(*protocol)}
+	if *form != "" {
+		if netCfg.protocol != ghostcomm.ProtocolSealed {
+			fmt.Fprintln(stderr, "fullnetwork: -form needs -protocol sealed")
+			return 2
+		}
+		netCfg.sealed.Form = ghostcomm.SealedForm(*form)
+	}
+	if netCfg.protocol != ghostcomm.ProtocolLayered && netCfg.protocol != ghostcomm.ProtocolSealed ||
+		netCfg.sealed.Form != "" && netCfg.sealed.Form != ghostcomm.FormChain && netCfg.sealed.Form != ghostcomm.FormRelay {
+		fmt.Fprintln(stderr, "fullnetwork: -protocol must be layered or sealed, -form chain or relay")
+		return 2
+	}
+	if *remote < 0 || *remote > *hops {
+		fmt.Fprintln(stderr, "fullnetwork: -remote must be 0..hops")
 		return 2
 	}
 	if *timeout == 0 {
@@ -93,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "fullnetwork: stopping Tor: %v\n", err)
 		}
 	}()
-	if err := demo(ctx, tor, *hops, []byte(*msg), logger, stdout); err != nil {
+	if err := demo(ctx, tor, netCfg, []byte(*msg), logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "fullnetwork: %v\n", err)
 		if errors.Is(err, ghostcomm.ErrVerify) {
 			return 1
@@ -103,32 +135,54 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog.Logger, out io.Writer) error {
+// netConfig is the network the demo assembles.
+type netConfig struct {
+	hops     int
+	remote   int                // how many of the hops are remote nodes
+	protocol ghostcomm.Protocol // "" or layered: the layered protocol
+	sealed   ghostcomm.SealedConfig
+}
+
+func demo(ctx context.Context, tor *torSetup, nc netConfig, msg []byte, logger *slog.Logger, out io.Writer) error {
+	hops, remote := nc.hops, nc.remote
 	var mu sync.Mutex
 	var events []ghostcomm.HopEvent
 	start := time.Now()
-	primary, err := ghostcomm.NewPrimary(ctx, tor.controller, tor.serviceDialer, ghostcomm.PrimaryConfig{
-		Nodes:  hops,
-		Logger: logger,
-		Node: ghostcomm.NodeConfig{
-			// On a real Tor, an onion not published within this is replaced.
-			PublishTimeout: 45 * time.Second,
-			Observer: func(ev ghostcomm.HopEvent) {
-				mu.Lock()
-				events = append(events, ev)
-				mu.Unlock()
-			},
+	nodeCfg := ghostcomm.NodeConfig{
+		// On a real Tor, an onion not published within this is replaced.
+		PublishTimeout: 45 * time.Second,
+		Observer: func(ev ghostcomm.HopEvent) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
 		},
-	})
+	}
+	cfg := ghostcomm.PrimaryConfig{Nodes: hops - remote, Protocol: nc.protocol, Sealed: nc.sealed, Logger: logger, Node: nodeCfg}
+	if remote > 0 {
+		stop, err := startRemote(tor, remote, nodeCfg, logger, &cfg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(out, "Remote    %d nodes, each with its own identity key, enrolled; they join through the Primary's onion\n", remote)
+	}
+	primary, err := ghostcomm.NewPrimary(ctx, tor.controller, tor.serviceDialer, cfg)
 	if err != nil {
 		return fmt.Errorf("starting the primary: %w", err)
 	}
 	defer primary.Close()
 	invite := primary.Invite(nil)
 	cycle := primary.Cycle()
-	fmt.Fprintf(out, "Primary   %s  (up in %v, %d nodes each on its own onion)\n", primary.Onion().Addr(), time.Since(start).Round(time.Millisecond), hops)
+	fmt.Fprintf(out, "Primary   %s  (up in %v, %d nodes each on its own onion, %d of them remote)\n", primary.Onion().Addr(), time.Since(start).Round(time.Millisecond), hops, remote)
 	fmt.Fprintf(out, "Invite    %s\n", invite)
-	fmt.Fprintf(out, "Cycle     %x  valid %s .. %s\n\n", cycle.ID[:6], cycle.NotBefore.UTC().Format(time.TimeOnly), cycle.NotAfter.UTC().Format(time.TimeOnly))
+	fmt.Fprintf(out, "Cycle     %x  valid %s .. %s\n", cycle.ID[:6], cycle.NotBefore.UTC().Format(time.TimeOnly), cycle.NotAfter.UTC().Format(time.TimeOnly))
+	relay := cycle.Protocol == ghostcomm.ProtocolSealed && cycle.Sealed.Form == ghostcomm.FormRelay
+	if cycle.Protocol == ghostcomm.ProtocolSealed {
+		fmt.Fprintf(out, "Protocol  sealed, %s form: packets and replies of a fixed size (largest class %d bytes), routes of at most %d hops\n\n",
+			cycle.Sealed.Form, cycle.Sealed.MaxPacket, ghostcomm.MaxSealedHops)
+	} else {
+		fmt.Fprintf(out, "Protocol  layered\n\n")
+	}
 
 	client, err := ghostcomm.NewClient(tor.clientDialer, invite, ghostcomm.ClientConfig{Logger: logger})
 	if err != nil {
@@ -140,7 +194,7 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		return fmt.Errorf("fetching the lock-cycle payload: %w", err)
 	}
 	fmt.Fprintf(out, "Client    fetched and verified the payload (signed by %s...) in %v\n", invite.Fingerprint.String()[:16], time.Since(t0).Round(time.Millisecond))
-	fmt.Fprintf(out, "Client    sends %q through %d hops\n\n", msg, hops)
+	fmt.Fprintf(out, "Client    sends %q through %d hops\n\n", msg, min(hops, routeMax(cycle)))
 
 	res, err := client.Send(ctx, msg)
 	if err != nil && !errors.Is(err, ghostcomm.ErrVerify) {
@@ -154,12 +208,25 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 	for i, n := range res.Route {
 		pos[n.Onion.ServiceID] = i + 1
 	}
+	local := map[string]bool{}
+	for _, o := range primary.Onions() {
+		local[o.ServiceID] = true
+	}
 	for _, ev := range evs {
-		fmt.Fprintf(out, "hop %d  %s\n", pos[ev.Onion.ServiceID], ev.Onion.Addr())
+		kind := "remote"
+		if local[ev.Onion.ServiceID] {
+			kind = "local"
+		}
+		fmt.Fprintf(out, "hop %d  %s  (%s)\n", pos[ev.Onion.ServiceID], ev.Onion.Addr(), kind)
 		fmt.Fprintf(out, "       %s: %d bytes in, %d bytes out; peel, process and seal %v; answered after %v\n",
 			ev.Processor, ev.InSize, ev.OutSize, ev.Process.Round(time.Microsecond), ev.Total.Round(time.Microsecond))
 	}
-	want, _ := ghostcomm.Expected(res.Route, msg)
+	// In relay form only the exit processes the data.
+	processed := res.Route
+	if relay {
+		processed = res.Route[len(res.Route)-1:]
+	}
+	want, _ := ghostcomm.Expected(processed, msg)
 	fmt.Fprintf(out, "\nResult    %s\n", printable(res.Data))
 	fmt.Fprintf(out, "Expected  %s\n", printable(want))
 	fmt.Fprintf(out, "Round trip %v\n", res.RoundTrip.Round(time.Microsecond))
@@ -170,9 +237,76 @@ func demo(ctx context.Context, tor *torSetup, hops int, msg []byte, logger *slog
 		}
 		return err
 	}
-	fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	if relay {
+		fmt.Fprintln(out, "Verified  yes: the exit processed the data, and only this client could read the answer")
+	} else {
+		fmt.Fprintln(out, "Verified  yes: the data passed every hop, in order, and only this client could read the answer")
+	}
 	printStats(out, primary.Stats())
 	return nil
+}
+
+// routeMax is the longest route the cycle's protocol carries.
+func routeMax(c *ghostcomm.Cycle) int {
+	if c.Protocol == ghostcomm.ProtocolSealed {
+		return ghostcomm.MaxSealedHops
+	}
+	return len(c.Nodes)
+}
+
+// startRemote starts n remote nodes for the Primary that cfg configures:
+// it gives cfg a key and an onion key (so that the invite is known before
+// the Primary starts), a RemoteSource with the nodes' identities enrolled,
+// each under an operator label of its own, and MinNodes of every node.
+// stop closes the nodes.
+func startRemote(tor *torSetup, n int, nodeCfg ghostcomm.NodeConfig, logger *slog.Logger, cfg *ghostcomm.PrimaryConfig) (stop func(), err error) {
+	dir, err := os.MkdirTemp("", "fullnetwork-") // mode 0700
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir) // the keys are in memory from here on
+	id, err := ghostcomm.CreateIdentity(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	id.Apply(cfg)
+	invite, _ := id.Invite("", 0)
+	src, err := ghostcomm.NewRemoteSource(ghostcomm.RemoteSourceConfig{Wait: time.Minute, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Sources = []ghostcomm.NodeSource{src}
+	cfg.MinNodes = cfg.Nodes + n
+	var nodes []*ghostcomm.RemoteNode
+	stop = func() {
+		for _, rn := range nodes {
+			rn.Close()
+		}
+	}
+	for i := range n {
+		_, key, err := ed25519.GenerateKey(rand.Reader) // an operator's, kept on their machine
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := src.Enroll(key.Public().(ed25519.PublicKey), fmt.Sprintf("operator-%d", i+1)); err != nil {
+			stop()
+			return nil, err
+		}
+		salt := make([]byte, 16)
+		rand.Read(salt)
+		nc := nodeCfg
+		nc.Processor = ghostcomm.HashSpec([]string{"sha256", "sha3-256", "sha512"}[i%3], salt, 1, true)
+		rn, err := ghostcomm.NewRemoteNode(tor.controller, tor.serviceDialer, ghostcomm.RemoteNodeConfig{
+			Identity: key, Invite: invite, Node: nc, Retry: time.Second, Logger: logger,
+		})
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		nodes = append(nodes, rn)
+	}
+	return stop, nil
 }
 
 // printStats prints the counters an operator watches.

@@ -51,6 +51,11 @@ const (
 	NodeDescriptor Type = 10 // remote node -> primary: signed descriptor
 	NodePeers      Type = 11 // primary -> remote node: the cycle's peer list
 	NodeReady      Type = 12 // remote node -> primary, and its answer: peers set
+
+	// Sealed mode (docs/PROTOCOL.md, "Sealed mode"): the body is exactly
+	// one packet class (2 KiB or 32 KiB), nothing else.
+	SealedPacket Type = 13 // to a hop: a sealed-mode packet
+	SealedReply  Type = 14 // from a hop: a sealed-mode reply, as long as its packet
 )
 
 // String names the frame type.
@@ -80,6 +85,10 @@ func (t Type) String() string {
 		return "node-peers"
 	case NodeReady:
 		return "node-ready"
+	case SealedPacket:
+		return "sealed-packet"
+	case SealedReply:
+		return "sealed-reply"
 	}
 	return fmt.Sprintf("frame-type-%d", uint8(t))
 }
@@ -269,4 +278,5 @@ const (
 	ReportProcessing     ReportCode = 6 // the processor failed
 	ReportBadRoute       ReportCode = 7 // the next hop index is unknown
 	ReportNextBrokeReply ReportCode = 8 // the next hop's answer was not a valid frame
+	ReportBudget         ReportCode = 9 // sealed mode: the hop's budget is below its floor
 )

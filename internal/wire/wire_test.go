@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/ghostcomm/ghostcomm/internal/errs"
@@ -106,4 +107,25 @@ func FuzzParseMsg(f *testing.F) {
 			t.Fatal("message does not round-trip")
 		}
 	})
+}
+
+// Every frame type has its own name, and the first unused one says so.
+func TestTypeNames(t *testing.T) {
+	seen := map[string]Type{}
+	for typ := PayloadRequest; typ <= SealedReply; typ++ {
+		name := typ.String()
+		if strings.HasPrefix(name, "frame-type-") {
+			t.Errorf("type %d has no name", typ)
+		}
+		if prev, dup := seen[name]; dup {
+			t.Errorf("types %d and %d are both %q", prev, typ, name)
+		}
+		seen[name] = typ
+	}
+	if SealedPacket.String() != "sealed-packet" || SealedReply.String() != "sealed-reply" {
+		t.Errorf("sealed frames named %q, %q", SealedPacket, SealedReply)
+	}
+	if got := (SealedReply + 1).String(); got != "frame-type-15" {
+		t.Errorf("unused type named %q", got)
+	}
 }

@@ -83,6 +83,40 @@ func TestTargetsFromResults(t *testing.T) {
 	}
 }
 
+// TestSealedTargets: issue 14's targets read the sealed benchmarks and
+// compare in the right direction.
+func TestSealedTargets(t *testing.T) {
+	r := results{
+		"Hop/sealed/2KiB":             {"ns/op": {30}},
+		"Hop/ghostcomm/1KiB":          {"ns/op": {100}},
+		"Hop/sphinx":                  {"ns/op": {150}},
+		"Hop/sealed/32KiB":            {"ns/op": {50}},
+		"Hop/ghostcomm/sealed32KiB":   {"ns/op": {100}},
+		"Build/sealed/hops=5/2KiB":    {"ns/op": {90}},
+		"Build/ghostcomm/hops=5/1KiB": {"ns/op": {100}},
+		"Build/sphinx/hops=5":         {"ns/op": {300}},
+	}
+	want := map[string]string{
+		"sealed relaying hop, 2 KiB ÷ today's hop, 1 KiB":                         "**met**",
+		"sealed relaying hop, 2 KiB: lightning-onion ProcessOnionPacket ÷ sealed": "**not met**",
+		"sealed relaying hop, 32 KiB ÷ today's hop on the same data (31995 B)":    "**not met**",
+		"sealed build, 5 hops, 2 KiB ÷ today's 5-hop build, 1 KiB":                "**met**",
+		"sealed build, 5 hops, 2 KiB: lightning-onion NewOnionPacket ÷ sealed":    "**met**",
+	}
+	seen := 0
+	for _, tg := range targets(r, nil) {
+		if v, ok := want[tg.what]; ok {
+			seen++
+			if got := verdict(tg); got != v {
+				t.Errorf("%s: %s, want %s (%s)", tg.what, got, v, tg.measured)
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("found %d of %d sealed targets", seen, len(want))
+	}
+}
+
 func TestAllocationTarget(t *testing.T) {
 	r := results{
 		"Hop/ghostcomm/1KiB": {"allocs/op": {79}},
@@ -182,5 +216,45 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)
 	if !strings.Contains(b.String(), "abc1234") || !strings.Contains(b.String(), "- 3-hop round trip (32 B") {
 		t.Fatalf("rendered:\n%s", b.String())
+	}
+}
+
+// The hand-written sections of the report replaced are kept, markers
+// included, and a broken marker stops the report instead of losing text.
+func TestKeptSections(t *testing.T) {
+	a := keptBegin + "\n## Remote nodes\n\nfigures\n" + keptEnd
+	b := keptBegin + "\nmore\n" + keptEnd
+	got, err := keptSections("# Performance\n\n" + a + "\n\n## All benchmarks\n\n" + b + "\n")
+	if err != nil || got != a+"\n\n"+b+"\n\n" {
+		t.Fatalf("kept %q, %v", got, err)
+	}
+	if got, err := keptSections("# Performance\n"); err != nil || got != "" {
+		t.Fatalf("no section: %q, %v", got, err)
+	}
+	for _, bad := range []string{keptBegin + "\nno end", "no begin\n" + keptEnd, keptBegin + keptBegin + keptEnd} {
+		if _, err := keptSections(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	// render puts them before "All benchmarks".
+	doc := render(options{kept: a + "\n\n"}, machine{}, nil, results{}, results{}, nil, nil)
+	if i, j := strings.Index(doc, a), strings.Index(doc, "## All benchmarks"); i < 0 || j < i {
+		t.Fatalf("kept section at %d, All benchmarks at %d", i, j)
+	}
+}
+
+// The hand-written sections of docs/PERFORMANCE.md are well marked, so
+// that the next report keeps them.
+func TestPerformanceDocKeptSections(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "PERFORMANCE.md"))
+	if err != nil {
+		t.Skip(err)
+	}
+	kept, err := keptSections(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(kept, "## Remote nodes") || !strings.Contains(kept, "TestRemote255") {
+		t.Fatalf("docs/PERFORMANCE.md keeps no remote-nodes section:\n%s", kept)
 	}
 }
