@@ -565,7 +565,10 @@ func TestSendWaitsForLateCycle(t *testing.T) {
 	defer cancel()
 	const period, ahead = 3 * time.Second, time.Second
 	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{
-		Nodes: 2, Period: period, PublishAhead: ahead,
+		// A grace of 1 s: the Primary's extension of a cycle whose
+		// successor did not form (half the grace, in whole seconds) is
+		// nothing, and it hands out the ended cycle.
+		Nodes: 2, Period: period, PublishAhead: ahead, Grace: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
