@@ -114,7 +114,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The client's tor may still hold the descriptor of the Primary's
 	// previous instance: a failure to reach it is exit 3, retry.
-	out = runGCRetrying(t, ctx, bin, nil, append(append([]string{"send"}, via...), "--json", "-invite", invite, "hello")...)
+	out = runGCRetrying(t, ctx, bin, nil, append(append([]string{"send"}, via...), "--json", "-timeout", "20s", "-invite", invite, "hello")...)
 	if err := json.Unmarshal(out, &res); err != nil || !res.Verified {
 		t.Fatalf("send with the old invite after a restart: %v\n%s", err, out)
 	}
