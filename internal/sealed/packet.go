@@ -76,18 +76,20 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 	defer clear(keys[:])
 
 	// 1. An ephemeral key per hop, and the secret it shares with the hop.
-	var x, s [KeySize]byte
+	sc := getScratch()
+	defer sc.put()
+	var x [KeySize]byte
 	defer clear(x[:])
-	defer clear(s[:])
 	for i := range route {
 		if err := readRand(rnd, x[:]); err != nil {
 			return nil, nil, err
 		}
 		keyGen((*x25519.Key)(&alphas[i]), (*x25519.Key)(&x))
-		if err := shared(&s, (*x25519.Key)(&x), route[i].Key[:]); err != nil {
+		if err := shared(&sc.sec, (*x25519.Key)(&x), route[i].Key[:]); err != nil {
 			return nil, nil, fmt.Errorf("hop %d's key: %w", i+1, err)
 		}
-		deriveHopKeys(&keys[i], &s, alphas[i][:], &route[i].Key)
+		sc.deriveHopKeys(alphas[i][:], &route[i].Key)
+		keys[i] = sc.k
 		sent.back[i] = keys[i].bck
 	}
 
@@ -131,9 +133,8 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 	headerStream(stream, &keys[last].hdr)
 	subtle.XORBytes(beta[:betaSize-flen], beta[:betaSize-flen], stream[:betaSize-flen])
 	copy(beta[betaSize-flen:], filler[:flen])
-	var gamma [MACSize]byte
 	copy(pkt[alphaAt:betaAt], alphas[last][:])
-	headerMAC(&gamma, &keys[last].mac, pkt[:gammaAt])
+	sc.headerMAC(&keys[last].mac, pkt[:gammaAt])
 
 	// 4. Hops n-1..1: each slot in front of the next hop's β, encrypted.
 	for i := last - 1; i >= 0; i-- {
@@ -147,13 +148,13 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 		} else if err := readRand(rnd, slot[slotLink:slotGamma]); err != nil {
 			return nil, nil, err
 		}
-		copy(slot[slotGamma:slotAlpha], gamma[:])
+		copy(slot[slotGamma:slotAlpha], sc.gamma[:])
 		copy(slot[slotAlpha:], alphas[i+1][:])
 		newCTR(keys[i].hdr[:]).XORKeyStream(beta, beta)
 		copy(pkt[alphaAt:betaAt], alphas[i][:])
-		headerMAC(&gamma, &keys[i].mac, pkt[:gammaAt])
+		sc.headerMAC(&keys[i].mac, pkt[:gammaAt])
 	}
-	copy(pkt[gammaAt:payloadAt], gamma[:])
+	copy(pkt[gammaAt:payloadAt], sc.gamma[:])
 
 	// 5. The payload: 0¹⁶ ‖ len ‖ data ‖ random, under LIONESS for every
 	// hop (Relay) or for hop 1 (Chain: each hop reseals for the next).
@@ -163,15 +164,12 @@ func Build(rnd io.Reader, c Class, m Mode, route []Hop, data []byte) ([]byte, *S
 	if err := readRand(rnd, p[zeroTag+lenSize+len(data):]); err != nil {
 		return nil, nil, err
 	}
-	var l lioness
-	defer clear(l.k[:])
 	first := last
 	if m == Chain {
 		first = 0
 	}
 	for i := first; i >= 0; i-- {
-		l.init(&keys[i].fwd)
-		l.encrypt(p)
+		sc.lioness(&keys[i].fwd).encrypt(p)
 	}
 	return pkt, sent, nil
 }
@@ -234,17 +232,15 @@ func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 		return fmt.Errorf("%w: sealed packet version %d", ErrUnsupportedVersion, packet[0])
 	}
 	alpha := packet[alphaAt:betaAt]
-	var s [KeySize]byte
-	if err := shared(&s, &key.sk, alpha); err != nil {
+	sc := getScratch()
+	defer sc.put()
+	if err := shared(&sc.sec, &key.sk, alpha); err != nil {
 		return err
 	}
-	var k hopKeys
-	defer clear(k.mac[:])
-	deriveHopKeys(&k, &s, alpha, &key.pub)
-	clear(s[:])
-	var gamma [MACSize]byte
-	headerMAC(&gamma, &k.mac, packet[:gammaAt])
-	if !hmac.Equal(gamma[:], packet[gammaAt:payloadAt]) {
+	sc.deriveHopKeys(alpha, &key.pub)
+	k := &sc.k
+	sc.headerMAC(&k.mac, packet[:gammaAt])
+	if !hmac.Equal(sc.gamma[:], packet[gammaAt:payloadAt]) {
 		return fmt.Errorf("%w: sealed header MAC", ErrAuth)
 	}
 	if err := replay.Add(k.tag[:]); err != nil {
@@ -267,18 +263,12 @@ func Process(key *PrivateKey, packet []byte, replay Replay, r *Result) error {
 	copy(packet[alphaAt:betaAt], slot[slotAlpha:])
 	copy(packet[gammaAt:payloadAt], slot[slotGamma:slotAlpha])
 
-	var l lioness
-	l.init(&k.fwd)
-	l.decrypt(packet[payloadAt:])
-	clear(l.k[:])
+	sc.lioness(&k.fwd).decrypt(packet[payloadAt:])
 
 	r.class = c
 	r.Tag = k.tag
 	r.back = k.bck
 	r.ok = true
-	clear(k.fwd[:])
-	clear(k.hdr[:])
-	clear(k.bck[:])
 	return nil
 }
 
@@ -355,9 +345,8 @@ func (r *Result) Reseal(packet, data []byte) error {
 	clear(p[:zeroTag])
 	binary.BigEndian.PutUint32(p[zeroTag:], uint32(len(data)))
 	clear(p[zeroTag+lenSize+len(data):])
-	var l lioness
-	l.init(&r.link)
-	l.encrypt(p)
-	clear(l.k[:])
+	sc := getScratch()
+	sc.lioness(&r.link).encrypt(p)
+	sc.put()
 	return nil
 }

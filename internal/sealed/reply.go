@@ -92,10 +92,9 @@ func (r *Result) checkReply(reply []byte) error {
 
 // seal enciphers reply with LIONESS under the hop's backward key.
 func (r *Result) seal(reply []byte) {
-	var l lioness
-	l.init(&r.back)
-	l.encrypt(reply)
-	clear(l.k[:])
+	sc := getScratch()
+	sc.lioness(&r.back).encrypt(reply)
+	sc.put()
 }
 
 // OpenReply opens a reply in place: it peels the hops' layers until the
@@ -107,11 +106,10 @@ func (s *Sent) OpenReply(reply []byte) (Reply, error) {
 	if len(reply) != s.class.Size() {
 		return Reply{}, fmt.Errorf("%w: sealed reply of %d bytes, class %d", ErrMalformed, len(reply), int(s.class))
 	}
-	var l lioness
-	defer clear(l.k[:])
+	sc := getScratch()
+	defer sc.put()
 	for d := 0; d < s.hops; d++ {
-		l.init(&s.back[d])
-		l.decrypt(reply)
+		sc.lioness(&s.back[d]).decrypt(reply)
 		if subtle.ConstantTimeCompare(reply[:zeroTag], zeros[:]) == 1 {
 			return parseReply(reply, d+1, s.class)
 		}

@@ -204,6 +204,16 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	if !ok || tg.met || !strings.HasPrefix(tg.measured, "1.24×") || !strings.Contains(tg.why, "by 32ms") || !strings.Contains(tg.why, "is 687µs") {
 		t.Fatalf("target %+v, %v: want 1.24×, not met, with a reason", tg, ok)
 	}
+	// With the leg-by-leg figure, the reason says which legs agree with
+	// their echo and which do not, from the figure's numbers.
+	legs := in.figures[0][:strings.Index(in.figures[0], "3-hop")] +
+		"3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the one-hop echo to the same onion from the same tor: hop 1 95.593ms vs 95.857ms, hop 2 53.803ms vs 13.061ms, hop 3 16.505ms vs 15.871ms (medians)"
+	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)})
+	for _, want := range []string{"hop 2 53.8ms vs 13.1ms", "on leg 1 (-300µs), 3 (+600µs)", "on leg 2 (+41ms)"} {
+		if !strings.Contains(tg.why, want) {
+			t.Fatalf("reason %q lacks %q", tg.why, want)
+		}
+	}
 	in.figures = in.figures[1:] // no 1 KiB figure: no target
 	if _, ok := torTarget(in); ok {
 		t.Fatal("a target from a run without the 1 KiB figure")
