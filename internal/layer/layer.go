@@ -321,24 +321,6 @@ var pkeskPrefix = [15]byte{0xC1, PKESKSize - 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0
 
 const pkeskWrapLenAt, pkeskWrapLen = 47, 48
 
-// canonicalU reports whether u, a little-endian Curve25519 u-coordinate, is
-// in canonical form: below 2^255-19. X25519 ignores the top bit and reduces
-// larger values, so without this check two encodings give the same key.
-func canonicalU(u []byte) bool {
-	if u[31]&0x80 != 0 {
-		return false
-	}
-	if u[31] != 0x7f || u[0] < 0xed {
-		return true
-	}
-	for _, b := range u[1:31] {
-		if b != 0xff {
-			return true
-		}
-	}
-	return false
-}
-
 // Open opens a sealed box with the first of dec that unwraps its key.
 //
 // The PKESK must be exactly the encoding Seal writes. OpenPGP parsers accept

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp/ecdh"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ghostcomm/ghostcomm/internal/curve"
 )
 
 // The PKESK of a sealed box, made and opened with go-crypto's ECDH
@@ -89,7 +90,7 @@ func checkPKESK(b []byte) error {
 	if [15]byte(b[:15]) != pkeskPrefix || b[pkeskWrapLenAt] != pkeskWrapLen {
 		return fmt.Errorf("%w: not a hidden-recipient cv25519 PKESK", ErrMalformed)
 	}
-	if !canonicalU(b[15:47]) {
+	if !curve.CanonicalU(b[15:47]) {
 		return fmt.Errorf("%w: non-canonical ephemeral point", ErrMalformed)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/eddsa"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/cloudflare/circl/dh/x25519"
+	"github.com/ghostcomm/ghostcomm/internal/curve"
 )
 
 // PublicKey is an X25519 public key: a canonical little-endian u-coordinate.
@@ -45,7 +46,7 @@ func keyGen(pub, sk *x25519.Key) {
 // shared writes X25519(sk, u) to s. It refuses a non-canonical u or a
 // low-order point (whose result is all zeros) with ErrMalformed.
 func shared(s *[KeySize]byte, sk *x25519.Key, u []byte) error {
-	if !canonicalU(u) {
+	if !curve.CanonicalU(u) {
 		return fmt.Errorf("%w: non-canonical X25519 point", ErrMalformed)
 	}
 	x25519Ops.Add(1)
@@ -53,24 +54,6 @@ func shared(s *[KeySize]byte, sk *x25519.Key, u []byte) error {
 		return fmt.Errorf("%w: low-order X25519 point", ErrMalformed)
 	}
 	return nil
-}
-
-// canonicalU reports whether u, a little-endian Curve25519 u-coordinate, is
-// in canonical form: below 2^255-19. X25519 ignores the top bit and reduces
-// larger values, so without this check two encodings give the same secret.
-func canonicalU(u []byte) bool {
-	if len(u) != KeySize || u[31]&0x80 != 0 {
-		return false
-	}
-	if u[31] != 0x7f || u[0] < 0xed {
-		return true
-	}
-	for _, b := range u[1:31] {
-		if b != 0xff {
-			return true
-		}
-	}
-	return false
 }
 
 // GenerateKey makes a private key from KeySize bytes of rnd (crypto/rand
@@ -126,7 +109,7 @@ func ParsePublicKey(b []byte) (PublicKey, error) {
 	if len(b) != KeySize {
 		return pk, fmt.Errorf("%w: X25519 public key of %d bytes", ErrMalformed, len(b))
 	}
-	if !canonicalU(b) {
+	if !curve.CanonicalU(b) {
 		return pk, fmt.Errorf("%w: non-canonical X25519 public key", ErrMalformed)
 	}
 	if lowOrder(b) {
