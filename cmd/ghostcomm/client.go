@@ -17,9 +17,7 @@ func (e *env) client(args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	if *state == "" {
-		*state = os.Getenv(envStateDir)
-	}
+	*state = stateDir(*state)
 	if *state == "" {
 		return usageErrorf("client: -state DIR is required")
 	}

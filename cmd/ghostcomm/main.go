@@ -230,3 +230,13 @@ func (l *logFlags) logger(w io.Writer, quiet bool) (*slog.Logger, error) {
 	}
 	return nil, usageErrorf("-log must be text or json, not %q", l.format)
 }
+
+// stateDir returns the -state flag's value, or else the first directory of
+// $STATE_DIRECTORY (systemd lists several, separated by colons).
+func stateDir(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	dir, _, _ := strings.Cut(os.Getenv(envStateDir), ":")
+	return dir
+}

@@ -39,9 +39,7 @@ func (e *env) node(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("node: unexpected argument %q", fs.Arg(0))
 	}
-	if *state == "" {
-		*state = os.Getenv(envStateDir)
-	}
+	*state = stateDir(*state)
 	switch {
 	case *state == "":
 		return usageErrorf("node: -state DIR is required")

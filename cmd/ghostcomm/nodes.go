@@ -198,9 +198,7 @@ func (e *env) nodes(args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	if *state == "" {
-		*state = os.Getenv(envStateDir)
-	}
+	*state = stateDir(*state)
 	if *state == "" {
 		return usageErrorf("nodes: -state DIR is required")
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -53,12 +52,7 @@ func (e *env) primary(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("primary: unexpected argument %q", fs.Arg(0))
 	}
-	if *state == "" {
-		*state = os.Getenv(envStateDir)
-		if i := strings.IndexByte(*state, ':'); i >= 0 { // systemd lists several
-			*state = (*state)[:i]
-		}
-	}
+	*state = stateDir(*state)
 	switch {
 	case *state == "":
 		return usageErrorf("primary: -state DIR is required")
