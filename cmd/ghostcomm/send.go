@@ -82,6 +82,16 @@ func (c *clientFlags) readInvite() (ghostcomm.Invite, error) {
 	return inv, nil
 }
 
+// setup makes the logger the flags ask for and reads the invite.
+func (c *clientFlags) setup(e *env) (*slog.Logger, ghostcomm.Invite, error) {
+	logger, err := c.log.logger(e.stderr, true)
+	if err != nil {
+		return nil, ghostcomm.Invite{}, err
+	}
+	inv, err := c.readInvite()
+	return logger, inv, err
+}
+
 // newClient makes a client through tor's SocksPort; an invite with a client
 // authorization key also connects to tor's ControlPort to give tor the key,
 // which tor keeps in memory until it restarts.
@@ -140,11 +150,7 @@ func (e *env) send(ctx context.Context, args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	logger, err := cf.log.logger(e.stderr, true)
-	if err != nil {
-		return err
-	}
-	inv, err := cf.readInvite()
+	logger, inv, err := cf.setup(e)
 	if err != nil {
 		return err
 	}
@@ -247,11 +253,7 @@ func (e *env) fetch(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("fetch: unexpected argument %q", fs.Arg(0))
 	}
-	logger, err := cf.log.logger(e.stderr, true)
-	if err != nil {
-		return err
-	}
-	inv, err := cf.readInvite()
+	logger, inv, err := cf.setup(e)
 	if err != nil {
 		return err
 	}
