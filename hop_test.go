@@ -133,6 +133,7 @@ func TestReplayRefused(t *testing.T) {
 }
 
 func TestReplayOfInnerLayerRefused(t *testing.T) {
+	t.Parallel()
 	// A hop that replays what it forwarded, once its successor no longer
 	// keeps the answer: the second hop refuses it.
 	hn := newHopNet(t, PrimaryConfig{Nodes: 2, Node: NodeConfig{HopTimeout: time.Second}}, ClientConfig{Route: payloadOrder})
@@ -266,6 +267,7 @@ func TestDataBoxForAnotherCycleRefused(t *testing.T) {
 }
 
 func TestMessageBitFlipsRejected(t *testing.T) {
+	t.Parallel()
 	// Every single-byte change of the message body (budget aside) is
 	// rejected with a typed error, and never yields a result.
 	hn := newHopNet(t, PrimaryConfig{Nodes: 2}, ClientConfig{PadHops: -1})

@@ -76,6 +76,7 @@ func TestIdentityRestartSameInvite(t *testing.T) {
 }
 
 func TestIdentityClients(t *testing.T) {
+	t.Parallel()
 	dir := privateDir(t)
 	id, err := ghostcomm.CreateIdentity(dir, nil)
 	if err != nil {

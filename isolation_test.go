@@ -146,6 +146,7 @@ func TestShortBudgetsFailOnlyThemselves(t *testing.T) {
 
 // Finding 2: streams that announce bodies and send nothing cost nothing.
 func TestHeaderOnlyStreamsCostNothing(t *testing.T) {
+	t.Parallel()
 	hn := newHopNet(t, PrimaryConfig{Nodes: 3}, ClientConfig{})
 	first := hn.cycle.Nodes[0].Onion.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -667,6 +668,7 @@ func TestObserverSeesRefusals(t *testing.T) {
 // die on each of its transport.DefaultAttempts sends, and fails, typed and
 // naming its hop: more than the transport promises to absorb.)
 func TestNoMessageLostToSeversAndStalledDials(t *testing.T) {
+	t.Parallel()
 	total, severEvery, stallEvery := 5000, 50, 500
 	if testing.Short() {
 		total = 1000

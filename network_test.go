@@ -118,6 +118,7 @@ func waitGoroutines(t *testing.T, n int) {
 }
 
 func TestUnreachableHopNamed(t *testing.T) {
+	t.Parallel()
 	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{Route: payloadOrder})
 	cy := tn.primary.Cycle()
 	for hop := 1; hop <= 3; hop++ {
@@ -164,6 +165,7 @@ func TestRemovedHopNamed(t *testing.T) {
 }
 
 func TestStalledHopNamedBeforeDeadline(t *testing.T) {
+	t.Parallel()
 	// Dials to hop 3 hang: hop 2 gives up on it first and says so, before
 	// the client's own deadline.
 	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 3}, ghostcomm.ClientConfig{Route: payloadOrder})
@@ -328,6 +330,7 @@ func TestRotationLosesNoMessageInFlight(t *testing.T) {
 }
 
 func TestManyRotations(t *testing.T) {
+	t.Parallel()
 	// A day of 10-minute cycles in a moment: each rotation publishes new
 	// nodes before handing them out, and retires the old ones.
 	clock := tortest.NewClock(time.Now())
@@ -362,6 +365,8 @@ func TestManyRotations(t *testing.T) {
 var registered sync.Map
 
 func registerOnce(t *testing.T, k ghostcomm.ProcessorKind) {
+	registeredMu.Lock()
+	defer registeredMu.Unlock()
 	if _, loaded := registered.LoadOrStore(k.Name, true); loaded {
 		return
 	}
@@ -369,6 +374,10 @@ func registerOnce(t *testing.T, k ghostcomm.ProcessorKind) {
 		t.Fatal(err)
 	}
 }
+
+// registeredMu makes a parallel test that registers a kind wait until the
+// first registration of that kind has finished.
+var registeredMu sync.Mutex
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
@@ -384,6 +393,7 @@ func waitFor(t *testing.T, cond func() bool) {
 var _ = strings.Contains
 
 func TestClientAuthorization(t *testing.T) {
+	t.Parallel()
 	var alice, mallory [32]byte
 	rand.Read(alice[:])
 	rand.Read(mallory[:])

@@ -283,6 +283,7 @@ func TestClientCloseWipesKey(t *testing.T) {
 }
 
 func TestClientCloseDuringPayloadOpening(t *testing.T) {
+	t.Parallel()
 	// Payloads being opened (with the private key) while Close wipes it:
 	// under the race detector, no unsynchronized access to the key; each
 	// opening either succeeds or fails with ErrClosed. The openings touch

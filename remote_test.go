@@ -416,6 +416,7 @@ func TestRemoteTooFewNodes(t *testing.T) {
 // with a *HopError naming it, the others' succeed, and the next cycle
 // forms without it.
 func TestRemoteNodeDisappears(t *testing.T) {
+	t.Parallel()
 	rn := newRemoteNet(t, 3, ghostcomm.PrimaryConfig{MinNodes: 2}, ghostcomm.RemoteSourceConfig{Wait: time.Second})
 	gone := rn.nodes[2]
 	goneOnion := gone.Onions()[0].Addr()
@@ -826,6 +827,7 @@ func TestRemoteOperatorLabelFromEnrolment(t *testing.T) {
 // past their deadline: the gathering ends halfway to it, and the cycle
 // forms with the nodes that came.
 func TestRemoteAbsentNodeDoesNotStallRotation(t *testing.T) {
+	t.Parallel()
 	rn := newRemoteNet(t, 1, ghostcomm.PrimaryConfig{Period: 4 * time.Second, Grace: time.Second}, ghostcomm.RemoteSourceConfig{Wait: time.Minute})
 	if err := rn.src.Enroll(newIdentity(t).Public().(ed25519.PublicKey), ""); err != nil { // never runs
 		t.Fatal(err)

@@ -406,6 +406,7 @@ func TestLayeredNodeRefusesSealedPackets(t *testing.T) {
 // (usually hop 2, named by hop 1; under load a later hop's report may win
 // the race), never of hop 1.
 func TestSealedStallReportedAtOrBefore(t *testing.T) {
+	t.Parallel()
 	hn := newHopNet(t, sealedPrimary(4, FormRelay, 0), ClientConfig{Route: payloadOrder})
 	fourth := hn.cycle.Nodes[3].Onion.Addr()
 	hn.net.SetDialLatency(func(addr string) time.Duration {

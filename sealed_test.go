@@ -24,6 +24,7 @@ func sealedConfig(n int, f ghostcomm.SealedForm) ghostcomm.PrimaryConfig {
 // and both packet classes: every message verified (chain: every hop's
 // processing, in order; relay: the exit's).
 func TestSealedRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, form := range []ghostcomm.SealedForm{ghostcomm.FormChain, ghostcomm.FormRelay} {
 		for _, hops := range []int{1, 3, 8} {
 			t.Run(fmt.Sprintf("%s/%d hops", form, hops), func(t *testing.T) {
@@ -163,6 +164,7 @@ func TestSealedTooLarge(t *testing.T) {
 // does, and a failing processor before it goes unnoticed), and a hop that
 // cannot be reached.
 func TestSealedFailingHopNamed(t *testing.T) {
+	t.Parallel()
 	registerOnce(t, ghostcomm.ProcessorKind{Name: "sealed-test-fail", New: func(map[string]string) (ghostcomm.Processor, error) {
 		return ghostcomm.ProcessorFunc(func([]byte) ([]byte, error) { return nil, errors.New("refuses everything") }), nil
 	}})

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 // TestScripts runs testdata/script/*.txtar: usage, -h, and bad input of
 // every kind, each with its documented exit code. They start no tor.
 func TestScripts(t *testing.T) {
+	t.Parallel() // beside the end-to-end tests, which wait on tor
 	badControl := refusingControlPort(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",

@@ -107,6 +107,7 @@ func FuzzParseNodeList(f *testing.F) {
 // A running Primary's poll applies a change to the file within a few
 // seconds: an enrolment, then a revocation.
 func TestPollNodes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, err := ghostcomm.NewRemoteSource(ghostcomm.RemoteSourceConfig{})
 	if err != nil {

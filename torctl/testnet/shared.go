@@ -2,9 +2,11 @@ package testnet
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -127,7 +129,10 @@ func Shared(tb testing.TB) *Network {
 //
 //	func TestMain(m *testing.M) { testnet.Main(m) }
 //
-// A failure to stop the tors this binary added fails the run. Main is also
+// A failure to stop the tors this binary added fails the run. Unless the
+// command line sets -test.parallel, Main lets up to Parallel tests that call
+// t.Parallel run at once (go test's default is GOMAXPROCS): tests on the
+// private network spend their time waiting on tor, not computing. Main is also
 // where the shared network's daemon runs: Shared starts it as this test
 // binary, re-executed. If a test panics or the test binary is killed, the
 // kernel drops its lock on the network, and the daemon stops the network
@@ -158,7 +163,30 @@ func (w wrapped) Run() int {
 	return runMain(w.m)
 }
 
+// Parallel is how many parallel tests Main and Wrap let run at once when
+// the command line does not say (-test.parallel).
+const Parallel = 6
+
+// raiseParallel sets -test.parallel to at least n unless the command line
+// set it.
+func raiseParallel(n int) {
+	f := flag.Lookup("test.parallel")
+	if f == nil {
+		return // not a test binary
+	}
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if cur, err := strconv.Atoi(f.Value.String()); set || (err == nil && cur >= n) {
+		return
+	}
+	flag.Set("test.parallel", strconv.Itoa(n))
+}
+
 func runMain(m TestingM) (code int) {
+	raiseParallel(Parallel)
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -195,6 +196,7 @@ func TestVotingInterval(t *testing.T) {
 // wrote is safe and names exactly the running authorities, the clients have
 // working SOCKS and control ports, and AddTor/StopTor work.
 func TestSharedNetwork(t *testing.T) {
+	t.Parallel()
 	n := Shared(t)
 	t.Logf("bootstrap time: %v", n.BootstrapTime())
 
@@ -301,6 +303,7 @@ func TestTorExitsWithOwner(t *testing.T) {
 		orphanChild()
 		return
 	}
+	t.Parallel()
 	SkipUnlessAvailable(t)
 	exe, err := os.Executable()
 	if err != nil {
@@ -415,10 +418,25 @@ func FuzzCheckTorrc(f *testing.F) {
 	})
 }
 
+// Main lets Parallel tests run at once, unless the command line set
+// -test.parallel (go test's default is GOMAXPROCS).
+func TestMainRaisesParallel(t *testing.T) {
+	f := flag.Lookup("test.parallel")
+	set := false
+	flag.Visit(func(g *flag.Flag) { set = set || g == f })
+	if set {
+		t.Skipf("-test.parallel=%s given on the command line", f.Value)
+	}
+	if n, err := strconv.Atoi(f.Value.String()); err != nil || n < Parallel {
+		t.Fatalf("-test.parallel is %s, want at least %d", f.Value, Parallel)
+	}
+}
+
 // TestStartFailureStopsEverything gives Start less time than a first
 // consensus takes (10 s voting): it must fail, quote a notice.log, and leave
 // no tor running.
 func TestStartFailureStopsEverything(t *testing.T) {
+	t.Parallel()
 	SkipUnlessAvailable(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
