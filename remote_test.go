@@ -48,17 +48,27 @@ func newIdentity(t testing.TB) ed25519.PrivateKey {
 // returns once they have formed its first cycle.
 func newRemoteNet(t testing.TB, remote int, pc ghostcomm.PrimaryConfig, sc ghostcomm.RemoteSourceConfig) *remoteNet {
 	t.Helper()
+	return newRemoteNetAuth(t, remote, pc, sc, nil)
+}
+
+// newRemoteNetAuth is newRemoteNet with authKey, if not nil, in the nodes'
+// invite and in the client's (for a Primary with ClientAuth).
+func newRemoteNetAuth(t testing.TB, remote int, pc ghostcomm.PrimaryConfig, sc ghostcomm.RemoteSourceConfig, authKey *[32]byte) *remoteNet {
+	t.Helper()
 	rn := &remoteNet{net: tortest.NewNetwork(tortest.Config{})}
 	t.Cleanup(func() { rn.net.Close() })
 	id, err := ghostcomm.CreateIdentity(filepath.Join(t.TempDir(), "state"), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id.Apply(&pc)
+	auth := pc.ClientAuth
+	id.Apply(&pc) // the identity's clients (none) replace pc.ClientAuth
+	pc.ClientAuth = append(pc.ClientAuth, auth...)
 	inv, ok := id.Invite("", 0)
 	if !ok {
 		t.Fatal("no invite")
 	}
+	inv.ClientAuthKey = authKey
 	rn.invite = inv
 	if rn.src, err = ghostcomm.NewRemoteSource(sc); err != nil {
 		t.Fatal(err)
@@ -77,7 +87,7 @@ func newRemoteNet(t testing.TB, remote int, pc ghostcomm.PrimaryConfig, sc ghost
 			t.Errorf("Primary.Close: %v", err)
 		}
 	})
-	if rn.client, err = ghostcomm.NewClient(rn.net.Dialer(), rn.primary.Invite(nil), ghostcomm.ClientConfig{}); err != nil {
+	if rn.client, err = ghostcomm.NewClient(rn.net.Dialer(), rn.primary.Invite(authKey), ghostcomm.ClientConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rn.client.Close() })
@@ -842,5 +852,64 @@ func TestRemoteAbsentNodeDoesNotStallRotation(t *testing.T) {
 	}
 	if n := len(rn.primary.Cycle().Nodes); n != 1 {
 		t.Fatalf("%d nodes, want the one that came", n)
+	}
+}
+
+// plainDialer hides every method of a Dialer but DialContext: it is no
+// ClientAuthorizer.
+type plainDialer struct{ d ghostcomm.Dialer }
+
+func (p plainDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return p.d.DialContext(ctx, network, addr)
+}
+
+// A Primary that only authorized clients reach (ClientAuth): remote nodes
+// whose invite carries the key join through their Dialer, which takes the
+// key; a node whose invite lacks it never reaches the Primary; and a node
+// whose Dialer cannot take the key is refused at once with ErrBadInvite.
+func TestRemoteNodeClientAuth(t *testing.T) {
+	t.Parallel()
+	var key [32]byte
+	rand.Read(key[:])
+	rn := newRemoteNetAuth(t, 2, ghostcomm.PrimaryConfig{
+		MinNodes: 2, ClientAuth: [][32]byte{tortest.ClientAuthPublicKey(key)},
+	}, ghostcomm.RemoteSourceConfig{Wait: 2 * time.Second}, &key)
+	if got, want := cycleOnions(rn.primary.Cycle()), remoteOnions(rn.nodes...); !slices.Equal(got, want) {
+		t.Fatalf("cycle onions %v, want the remote nodes' %v", got, want)
+	}
+	sendVerified(t, rn.client, 2)
+
+	// An enrolled node with an invite without the key: tor refuses its
+	// dials to the Primary, so it never joins a cycle.
+	keyless := rn.invite
+	keyless.ClientAuthKey = nil
+	id := newIdentity(t)
+	if err := rn.src.Enroll(id.Public().(ed25519.PublicKey), ""); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ghostcomm.NewRemoteNode(rn.net.Controller(), rn.net.Dialer(), ghostcomm.RemoteNodeConfig{
+		Identity: id, Invite: keyless, Retry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rn.primary.Rotate(ctx); err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if j := n.Joined(); j != 0 {
+		t.Fatalf("a node without the key joined %d cycles", j)
+	}
+	if got := len(rn.primary.Cycle().Nodes); got != 2 {
+		t.Fatalf("the new cycle has %d nodes, want the 2 authorized ones", got)
+	}
+	sendVerified(t, rn.client, 2)
+
+	// A Dialer that cannot take the key: refused before anything is dialed.
+	_, err = ghostcomm.NewRemoteNode(rn.net.Controller(), plainDialer{rn.net.Dialer()}, ghostcomm.RemoteNodeConfig{
+		Identity: newIdentity(t), Invite: rn.invite})
+	if !errors.Is(err, ghostcomm.ErrBadInvite) {
+		t.Fatalf("NewRemoteNode with a Dialer that is no ClientAuthorizer: %v, want ErrBadInvite", err)
 	}
 }

@@ -22,7 +22,10 @@ type RemoteNodeConfig struct {
 	Identity ed25519.PrivateKey
 	// Invite is the node invite: the Primary's onion and the fingerprint
 	// of its key (the same form as a client's invite). Descriptors are
-	// bound to this fingerprint and sent only to this onion.
+	// bound to this fingerprint and sent only to this onion. If it carries
+	// a client authorization key (a Primary with ClientAuth), the Dialer
+	// must be a ClientAuthorizer: NewRemoteNode gives it the key, and fails
+	// with ErrBadInvite if it cannot.
 	Invite Invite
 	// Node is the template of each cycle's node: Processor (what this
 	// operator's node does to the data), limits, timeouts, Clock, Rand,
@@ -92,7 +95,7 @@ func NewRemoteNode(tc TorController, dialer Dialer, cfg RemoteNodeConfig) (*Remo
 		a, ok := dialer.(ClientAuthorizer)
 		if !ok {
 			rn.pool.Close()
-			return nil, errors.New("ghostcomm: the invite has a client authorization key and the Dialer is no ClientAuthorizer")
+			return nil, fmt.Errorf("%w: it has a client authorization key and the Dialer is no ClientAuthorizer", ErrBadInvite)
 		}
 		if err := a.AddClientAuth(rn.ctx, cfg.Invite.Primary.ServiceID, *k); err != nil {
 			rn.pool.Close()
