@@ -46,6 +46,7 @@ func checkStats(t testing.TB, p *Pool, want PoolStats) {
 // whole stream when one request gives up (the 8-of-8 failures of issue 8,
 // finding 1), or that returns a wrapped error errors.Is cannot match.
 func TestPoolRequestDeadlineIsItsOwn(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	_, addr := startServer(t, hh.handle, baseServerConfig())
 	p := newTestPool(t, PoolConfig{})
@@ -104,6 +105,7 @@ func (c slowLink) Write(b []byte) (int, error) {
 // from the request's ctx (the write fails, the stream is judged dead, every
 // request on it is resent on a new one).
 func TestPoolShortDeadlineDoesNotBreakStream(t *testing.T) {
+	t.Parallel()
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 1 << 20
 	cfg.MaxInflight = 64 << 20
@@ -175,6 +177,7 @@ func TestPoolShortDeadlineDoesNotBreakStream(t *testing.T) {
 // counts from the last request sent and ignores pending ones (the request
 // would be resent, and a hop would see it twice).
 func TestPoolIdleTimeoutSparesWaitingRequests(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	_, addr := startServer(t, hh.handle, baseServerConfig())
 	// IOTimeout 1 s: the janitor looks every 125 ms, and no ping is due.
@@ -247,6 +250,7 @@ func echoServe(c net.Conn) {
 // ctx, here 10 s), one that fails the stream without pinging first, and one
 // that gives up on the request instead of resending it.
 func TestPoolFailsSilentStreamAndResends(t *testing.T) {
+	t.Parallel()
 	const io = 200 * time.Millisecond
 	silent := &pingCounter{requests: make(chan wire.Header, 10)}
 	peer := newFakePeer(t, func(n int, c net.Conn) {
@@ -277,6 +281,7 @@ func TestPoolFailsSilentStreamAndResends(t *testing.T) {
 // pool that judges a stream by how long one request waits (a slow route
 // would then be sent again and again) or that ignores pongs.
 func TestPoolPingsKeepLongRequestAlive(t *testing.T) {
+	t.Parallel()
 	const io = 300 * time.Millisecond
 	pc := &pingCounter{pong: true, requests: make(chan wire.Header, 10)}
 	var wmu sync.Mutex
@@ -314,6 +319,7 @@ func TestPoolPingsKeepLongRequestAlive(t *testing.T) {
 // being written would.) Catches the stream being failed an I/O timeout later
 // although its peer answers every ping it is sent.
 func TestPoolPingSkippedWhileWritingIsRetried(t *testing.T) {
+	t.Parallel()
 	const io = 300 * time.Millisecond
 	pc := &pingCounter{pong: true, requests: make(chan wire.Header, 10)}
 	var wmu sync.Mutex
@@ -370,6 +376,7 @@ func TestPoolPingSkippedWhileWritingIsRetried(t *testing.T) {
 // Catches a pool that returns the dead stream's error to the caller (issue 8,
 // finding 4: about one message in 30 lost after a circuit break).
 func TestPoolResendsWhenStreamDies(t *testing.T) {
+	t.Parallel()
 	peer := newFakePeer(t, func(n int, c net.Conn) {
 		for {
 			h, body, err := wire.ReadFrame(c, 1<<20)
@@ -390,6 +397,7 @@ func TestPoolResendsWhenStreamDies(t *testing.T) {
 // ErrStreamLost. Catches resending forever (a peer that always drops the
 // stream would hold the caller until its ctx ends) and giving up early.
 func TestPoolGivesUpAfterAttempts(t *testing.T) {
+	t.Parallel()
 	peer := newFakePeer(t, func(n int, c net.Conn) {
 		wire.ReadFrame(c, 1<<20) // read the request, then close
 	})
@@ -407,6 +415,7 @@ func TestPoolGivesUpAfterAttempts(t *testing.T) {
 // stream and sent again. Catches losing the first request after a peer's
 // close.
 func TestPoolReplacesStreamClosedWhileIdle(t *testing.T) {
+	t.Parallel()
 	peer := newFakePeer(t, func(n int, c net.Conn) {
 		h, body, err := wire.ReadFrame(c, 1<<20)
 		if err == nil {
@@ -465,6 +474,7 @@ func stallForever(_ int, ctx context.Context) error {
 // one dial per caller (a burst of messages to a new hop would open a burst of
 // circuits).
 func TestPoolSharesOneDial(t *testing.T) {
+	t.Parallel()
 	_, addr := startServer(t, echo, baseServerConfig())
 	gate := make(chan struct{})
 	g := &gatedDialer{stall: func(_ int, ctx context.Context) error {
@@ -500,6 +510,7 @@ func TestPoolSharesOneDial(t *testing.T) {
 // before its deadline. Catches every caller sharing the first dial's fate
 // (issue 8, finding 5: a 5 s send failed behind a 2-minute dial).
 func TestPoolHedgesStalledDial(t *testing.T) {
+	t.Parallel()
 	_, addr := startServer(t, echo, baseServerConfig())
 	g := &gatedDialer{stall: func(i int, ctx context.Context) error {
 		if i == 1 {
@@ -526,6 +537,7 @@ func TestPoolHedgesStalledDial(t *testing.T) {
 // dials (the first and its hedge), and the caller gets the hedge's failure.
 // Catches a caller that hedges again and again while it waits.
 func TestPoolHedgesOncePerCaller(t *testing.T) {
+	t.Parallel()
 	g := &gatedDialer{stall: stallForever}
 	p := newTestPool(t, PoolConfig{Dial: g.dial, DialTimeout: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -543,6 +555,7 @@ func TestPoolHedgesOncePerCaller(t *testing.T) {
 // minHedge, so dials grow with time, not with callers. Catches hedging on
 // every caller's own short deadline (here: hundreds of dials).
 func TestPoolNoDialStorm(t *testing.T) {
+	t.Parallel()
 	g := &gatedDialer{stall: stallForever}
 	p := newTestPool(t, PoolConfig{Dial: g.dial})
 	const callers = 8
@@ -585,6 +598,7 @@ var errDialRefused = errors.New("test: dial refused")
 // not tell "onion not found" from other failures: issue 8, finding 8) and a
 // pool that redials until the callers' deadlines.
 func TestPoolDialErrorReturnedToWaiters(t *testing.T) {
+	t.Parallel()
 	g := &gatedDialer{stall: func(int, context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 		return errDialRefused
@@ -614,6 +628,7 @@ func TestPoolDialErrorReturnedToWaiters(t *testing.T) {
 // bounded only by the caller's ctx (a stalled dial would then hold the peer
 // for as long as its longest caller) or by none.
 func TestPoolDialTimeoutBoundsDial(t *testing.T) {
+	t.Parallel()
 	const dialTimeout = 300 * time.Millisecond
 	g := &gatedDialer{stall: stallForever, deadlines: make(chan time.Duration, 10)}
 	p := newTestPool(t, PoolConfig{Dial: g.dial, DialTimeout: dialTimeout})
@@ -637,6 +652,7 @@ func TestPoolDialTimeoutBoundsDial(t *testing.T) {
 // waited for broke before it could use it, and reading the refusal as an
 // answer to a request.
 func TestPoolStreamRefusedIsNotResent(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	_, addr := startServer(t, hh.handle, withConns(1))
 	busy := dialRaw(t, addr)
@@ -668,6 +684,7 @@ func TestPoolStreamRefusedIsNotResent(t *testing.T) {
 // (issue 8, finding 8), a RoundTrip that still dials after Close, and
 // goroutines left reading or dialing.
 func TestPoolCloseFailsWaiters(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	s, addr := startServer(t, hh.handle, baseServerConfig())
 	settled := goroutines(t)
@@ -717,6 +734,7 @@ func TestPoolCloseFailsWaiters(t *testing.T) {
 // would cut the stream and the caller would retry a message that can never
 // fit: issue 8, finding 8).
 func TestPoolRefusesOversizedFrame(t *testing.T) {
+	t.Parallel()
 	g := &gatedDialer{}
 	p := newTestPool(t, PoolConfig{Dial: g.dial, MaxFrame: 1000})
 	_, _, err := p.RoundTrip(context.Background(), "127.0.0.1:1", wire.Message, [][]byte{make([]byte, 600), make([]byte, 401)})
@@ -734,6 +752,7 @@ func TestPoolRefusesOversizedFrame(t *testing.T) {
 // stream being orphaned (the janitor forgot the peer while a dial was still
 // running), so that Close waits forever for its reader.
 func TestPoolLateDialAfterIdleIsClosed(t *testing.T) {
+	t.Parallel()
 	s, addr := startServer(t, echo, baseServerConfig())
 	gate := make(chan struct{})
 	g := &gatedDialer{stall: func(i int, ctx context.Context) error {
@@ -765,6 +784,7 @@ func TestPoolLateDialAfterIdleIsClosed(t *testing.T) {
 // takes the request off the pending list (it would then wait for its ctx,
 // and not be woken or resent when the stream dies).
 func TestPoolPongDoesNotAnswerRequest(t *testing.T) {
+	t.Parallel()
 	peer := newFakePeer(t, func(n int, c net.Conn) {
 		h, body, err := wire.ReadFrame(c, 1<<20)
 		if err != nil {
@@ -785,6 +805,7 @@ func TestPoolPongDoesNotAnswerRequest(t *testing.T) {
 // more, within the same dial, and the caller gets the stream; a failure it
 // does not call worth it, or a second failure, is returned as it is.
 func TestPoolRetryDial(t *testing.T) {
+	t.Parallel()
 	_, addr := startServer(t, echo, baseServerConfig())
 	errOnce := errors.New("circuit failed")
 	for _, c := range []struct {

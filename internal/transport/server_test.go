@@ -19,6 +19,7 @@ import (
 // Catches a server that ignores pings (a pool would then fail every stream
 // whose requests wait longer than its I/O timeout) or answers on another id.
 func TestServerAnswersPingWithPong(t *testing.T) {
+	t.Parallel()
 	_, addr := startServer(t, echo, baseServerConfig())
 	c := dialRaw(t, addr)
 	send(t, c, wire.Ping, 7, nil)
@@ -36,6 +37,7 @@ func TestServerAnswersPingWithPong(t *testing.T) {
 // the header (16 headers would then hold 16 MiB here) and allocating a whole
 // wire.Chunk before the bytes come.
 func TestServerChargesBodiesAsTheyArrive(t *testing.T) {
+	t.Parallel()
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 1 << 20
 	cfg.MaxInflight = 64 << 20
@@ -78,6 +80,7 @@ func TestServerChargesBodiesAsTheyArrive(t *testing.T) {
 // honest peer's other requests on it would be lost), refusing on the wrong
 // id, and leaking the refused body's charge.
 func TestServerRefusesBodyWithoutRoomAndKeepsStream(t *testing.T) {
+	t.Parallel()
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 64 << 10
 	cfg.MaxInflight = 1 // raised to MaxFrame+HandlerCost = 72 KiB
@@ -176,6 +179,7 @@ func (hh *holdHandler) handle(ctx context.Context, r *Request) (wire.Type, [][]b
 // still gets room from the server-wide budget. Catches a missing per-stream
 // cap (one stream could then take the whole budget).
 func TestServerPerStreamCap(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 64 << 10
@@ -213,6 +217,7 @@ func TestServerPerStreamCap(t *testing.T) {
 // timeout. Catches a body deadline of IOTimeout alone (the second half would
 // fail), or none at all (the first half would wait 50 s).
 func TestServerCutsTrickleBelowMinReadRate(t *testing.T) {
+	t.Parallel()
 	cfg := baseServerConfig()
 	cfg.IOTimeout = 200 * time.Millisecond
 	cfg.MinReadRate = 1000 // a 1000-byte body gets 200 ms + 1 s
@@ -252,6 +257,7 @@ func TestServerCutsTrickleBelowMinReadRate(t *testing.T) {
 // id. Catches Park not releasing the slot (the first half fails) and a
 // server that queues rather than refuses (the second half hangs).
 func TestServerParkGivesBackWorkSlot(t *testing.T) {
+	t.Parallel()
 	t.Run("parked", func(t *testing.T) {
 		hh := newHoldHandler()
 		cfg := baseServerConfig()
@@ -296,6 +302,7 @@ func TestServerParkGivesBackWorkSlot(t *testing.T) {
 // keeps charging the body, charges nothing for what it holds, or lets a
 // parked request hold more than the stream's cap.
 func TestServerParkCharges(t *testing.T) {
+	t.Parallel()
 	cfg := baseServerConfig()
 	cfg.MaxFrame = 64 << 10
 	cfg.MaxInflight = 1 << 20
@@ -348,6 +355,7 @@ func TestServerParkCharges(t *testing.T) {
 // fresh streams would then push out honest ones) and refusing the new stream
 // when an idle one could make room.
 func TestServerEvictsUnprovenBeforeProven(t *testing.T) {
+	t.Parallel()
 	s, addr := startServer(t, newHoldHandler().handle, withConns(2))
 	proven := dialRaw(t, addr)
 	send(t, proven, wire.Message, 1, []byte("accept"))
@@ -374,6 +382,7 @@ func withConns(n int) ServerConfig {
 // frame, not by when it was opened) is evicted. Catches evicting the oldest
 // stream or the newest, or a random one.
 func TestServerEvictsLongestIdle(t *testing.T) {
+	t.Parallel()
 	s, addr := startServer(t, echo, withConns(2))
 	first := dialRaw(t, addr)
 	alive(t, first, 1)
@@ -398,6 +407,7 @@ func TestServerEvictsLongestIdle(t *testing.T) {
 // Catches evicting busy streams (their requests would be lost) and closing
 // the new stream silently (its peer could not tell "busy" from "gone").
 func TestServerRefusesStreamWhenAllBusy(t *testing.T) {
+	t.Parallel()
 	hh := newHoldHandler()
 	s, addr := startServer(t, hh.handle, withConns(1))
 	busy := dialRaw(t, addr)
@@ -420,6 +430,7 @@ func TestServerRefusesStreamWhenAllBusy(t *testing.T) {
 // that leaves handlers blocked on a context that never ends, or goroutines
 // behind.
 func TestServerCloseEndsHandlersAndGoroutines(t *testing.T) {
+	t.Parallel()
 	settled := goroutines(t)
 	hh := newHoldHandler()
 	ln := listen(t)
