@@ -45,7 +45,7 @@ func TestRenderedTorrcsAreSafe(t *testing.T) {
 				"TestingDirAuthVoteHSDir *", "GeoIPFile /x/geoip", "PathsNeededToBuildCircuits 0.67"}
 			switch r {
 			case roleClient:
-				want = append(want, "SocksPort 127.0.0.1:4 ExtendedErrors")
+				want = append(want, "SocksPort 127.0.0.1:4 ExtendedErrors", "FetchDirInfoEarly 1", "FetchDirInfoExtraEarly 1")
 			case roleAuthority:
 				want = append(want, "V3BandwidthsFile /x/bw", "AuthoritativeDirectory 1", "ExitRelay 0", "ExitPolicy reject *:*")
 			case roleRelay:

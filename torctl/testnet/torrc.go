@@ -113,6 +113,12 @@ func renderTorrc(s torrcSpec, f commonFiles) string {
 		line("ContactInfo ghostcomm private test network on 127.0.0.1")
 	case roleClient:
 		line("SocksPort 127.0.0.1:%d ExtendedErrors", s.socksPort)
+		// Directory information from the authorities, as soon as it is
+		// published: the relays (directory caches too) fetch a new
+		// consensus and its microdescriptors some seconds after it, and a
+		// client that asked them first waited up to 20 s more to bootstrap.
+		line("FetchDirInfoEarly 1")
+		line("FetchDirInfoExtraEarly 1")
 	}
 	if s.role == roleAuthority {
 		line("AuthoritativeDirectory 1")
