@@ -257,11 +257,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			}
 			return conn, nil
 		}
-		if ctx.Err() != nil {
+		if cerr := ctxEnded(ctx); cerr != nil {
 			if last != nil {
-				return nil, fmt.Errorf("torctl: dial %s: %w (after %d attempts; last failure: %w)", addr, ctx.Err(), attempt, last)
+				return nil, fmt.Errorf("torctl: dial %s: %w (after %d attempts; last failure: %w)", addr, cerr, attempt, last)
 			}
-			return nil, fmt.Errorf("torctl: dial %s: %w", addr, ctx.Err())
+			return nil, fmt.Errorf("torctl: dial %s: %w", addr, cerr)
 		}
 		code, isReply := socksReply(err)
 		if !isReply {
@@ -284,4 +284,18 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		case <-t.C:
 		}
 	}
+}
+
+// ctxEnded returns ctx.Err(), or context.DeadlineExceeded once ctx's
+// deadline has passed: a dial whose connection deadline is ctx's can fail
+// with an I/O timeout a moment before ctx itself says it is done, and that
+// failure is the caller's own deadline.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

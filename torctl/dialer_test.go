@@ -234,6 +234,26 @@ func TestDialRetryEndsWithCtx(t *testing.T) {
 	}
 }
 
+// lateCtx has a deadline that has passed but says it is not done yet, as a
+// context does for a moment after its deadline, before its timer fires.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestDialDeadlineBeforeCtxDone: a dial that fails by the caller's deadline
+// before the context says so is still the caller's deadline.
+func TestDialDeadlineBeforeCtxDone(t *testing.T) {
+	s := newFakeSOCKS(t, 0)
+	d, err := NewDialer(s.addr(), DialerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.DialContext(lateCtx{context.Background()}, "tcp", testOnion.Addr())
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ghostcomm.ErrOnionUnreachable) {
+		t.Fatalf("err = %v, want DeadlineExceeded and not ErrOnionUnreachable", err)
+	}
+}
+
 // TestDialRetryFor: RetryFor bounds the retries even without a ctx deadline.
 func TestDialRetryFor(t *testing.T) {
 	s := newFakeSOCKS(t, 0xF0)
