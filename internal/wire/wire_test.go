@@ -129,3 +129,33 @@ func TestTypeNames(t *testing.T) {
 		t.Errorf("unused type named %q", got)
 	}
 }
+
+// writeCounter records each Write it is handed.
+type writeCounter struct{ writes [][]byte }
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// A frame up to CoalesceMax goes to the writer in one Write, whatever the
+// writer is (a Write per part would be a segment per part on a stream
+// without Nagle's algorithm); a larger one arrives whole too.
+func TestWriteFrameOneWrite(t *testing.T) {
+	for _, n := range []int{0, 1, 1 << 10, CoalesceMax - HeaderSize, CoalesceMax - HeaderSize + 1, 1 << 20} {
+		a := bytes.Repeat([]byte{0xa1}, n/3)
+		b := bytes.Repeat([]byte{0xb2}, n-n/3-n/5)
+		c := bytes.Repeat([]byte{0xc3}, n/5)
+		var w writeCounter
+		if err := WriteFrame(&w, Message, 7, a, nil, b, c); err != nil {
+			t.Fatal(err)
+		}
+		if HeaderSize+n <= CoalesceMax && len(w.writes) != 1 {
+			t.Errorf("%d-byte body: %d writes, want 1", n, len(w.writes))
+		}
+		h, body, err := ReadFrame(bytes.NewReader(bytes.Join(w.writes, nil)), 1<<21)
+		if err != nil || h != (Header{Type: Message, ID: 7, Len: uint32(n)}) || !bytes.Equal(body, bytes.Join([][]byte{a, b, c}, nil)) {
+			t.Errorf("%d-byte body: read back %+v, %d bytes, %v", n, h, len(body), err)
+		}
+	}
+}
