@@ -154,8 +154,9 @@ func BenchmarkPeel(b *testing.B) {
 // BenchmarkHop is one whole relaying hop without the network: parse the
 // message body, peel, check cycle and replay set, open the data, identity
 // processing, seal the data for the next hop with a fresh key, and write the
-// message frame (frame header, message header, layer, data) as one gathered
-// write to io.Discard. The replay entry is removed again after each
+// message frame (frame header, message header, layer, data) with
+// wire.WriteFrame to io.Discard (one Write: up to wire.CoalesceMax copied
+// into one buffer, larger frames as net.Buffers). The replay entry is removed again after each
 // iteration so the same input can be used b.N times. sphinx is
 // lightning-onion's Router.ProcessOnionPacket for one hop, set up as its
 // authors' BenchmarkProcessPacket (a fresh in-memory replay log per
