@@ -130,7 +130,8 @@ type ServerStats struct {
 }
 
 // Server accepts streams on a listener and answers request frames, each in
-// its own goroutine, on the stream it came from.
+// a goroutine of its own while it runs (one that has finished takes the next
+// request that comes within a second), on the stream it came from.
 type Server struct {
 	cfg       ServerConfig
 	ln        net.Listener
