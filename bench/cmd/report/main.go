@@ -499,7 +499,7 @@ func targets(r, perCore results) []target {
 			if cc/nc <= nw/cb+0.05 {
 				t.why += ": the cores were busy in both, and the gap is CPU the transport spends, spread over system calls (six socket crossings a message), allocation and collection, timers and contexts, and new goroutines' stacks (see *What is measured*)"
 			} else {
-				t.why += ": CPU explains only part of the gap, the rest is cores left idle while messages waited"
+				t.why += ": CPU explains only part of the gap in msg/s; the rest is CPU time this process did not get, cores it left idle while messages waited or that other processes took during one benchmark more than the other (see the load averages above)"
 			}
 		}
 	}
