@@ -497,7 +497,7 @@ func targets(r, perCore results) []target {
 		if known(nc, cc) {
 			t.why += fmt.Sprintf(". In CPU time per message (the process's user and system time, which other processes on the machine hardly move) the network took %s µs and the bound %s µs, a ratio of %s", fmtNum(nc, 0), fmtNum(cc, 0), fmtPct(cc/nc))
 			if cc/nc <= nw/cb+0.05 {
-				t.why += ": the cores were busy in both, and the gap is CPU the transport spends, spread over system calls (six socket crossings a message), allocation and collection, timers and contexts, and new goroutines' stacks (see *What is measured*)"
+				t.why += ": the cores were busy in both, and the gap is CPU the transport spends, spread over system calls (six socket crossings a message), allocation and collection, timers and contexts (see *What is measured*)"
 			} else {
 				t.why += ": CPU explains only part of the gap in msg/s; the rest is CPU time this process did not get, cores it left idle while messages waited or that other processes took during one benchmark more than the other (see the load averages above)"
 			}
