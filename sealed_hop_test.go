@@ -11,6 +11,7 @@ import (
 
 	. "github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/internal/sealed"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
 
@@ -80,20 +81,22 @@ func TestSealedReplayRefused(t *testing.T) {
 	}
 }
 
-// wrapWrites makes every write of exactly size bytes on streams to addr go
-// through f (on a copy), while on is set.
+// wrapWrites makes the body of every frame of exactly size body bytes
+// written on streams to addr go through f (on a copy), while on is set. A
+// frame that small is written whole, header and body, in one Write
+// (wire.WriteFrame).
 func wrapWrites(hn *hopNet, addr string, size int, on *sync.Mutex, f func([]byte)) {
 	hn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
 		if a != addr {
 			return c
 		}
 		return &writeHook{Conn: c, f: func(b []byte) []byte {
-			if len(b) != size || !on.TryLock() {
+			if len(b) != wire.HeaderSize+size || !on.TryLock() {
 				return b
 			}
 			defer on.Unlock()
 			b = bytes.Clone(b)
-			f(b)
+			f(b[wire.HeaderSize:])
 			return b
 		}}
 	})

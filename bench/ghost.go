@@ -29,7 +29,7 @@ type message struct {
 const messageHeaderSize = 8
 
 // writeMessageFrame writes the frame that carries m, as node.relay and
-// Client.sendVia do: wire.WriteFrame of a wire.Msg, one gathered write.
+// Client.sendVia do: wire.WriteFrame of a wire.Msg.
 func writeMessageFrame(w io.Writer, id, budgetMS uint32, m message) error {
 	msg := &wire.Msg{BudgetMS: budgetMS, Layer: m.layer, Data: m.data}
 	return wire.WriteFrame(w, wire.Message, id, msg.Parts()...)

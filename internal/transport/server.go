@@ -130,7 +130,8 @@ type ServerStats struct {
 }
 
 // Server accepts streams on a listener and answers request frames, each in
-// its own goroutine, on the stream it came from.
+// a goroutine of its own while it runs (one that has finished takes the next
+// request that comes within a second), on the stream it came from.
 type Server struct {
 	cfg       ServerConfig
 	ln        net.Listener
@@ -150,10 +151,28 @@ type Server struct {
 
 	streamsTotal, evicted, refusedStreams, busy atomic.Uint64
 	parked                                      atomic.Int64
+
+	idle    chan job      // a request handed to a worker waiting for one
+	idleN   atomic.Int32  // workers waiting for a request
+	idleFor time.Duration // how long a worker waits for one
+	workers atomic.Uint64 // workers started
+}
+
+// job is a dispatched request for a worker.
+type job struct {
+	st *stream
+	id uint32
+	r  *Request
 }
 
 // NewServer starts serving ln with h.
 func NewServer(ln net.Listener, h Handler, cfg ServerConfig) *Server {
+	return newServer(ln, h, cfg, workerIdle)
+}
+
+// newServer is NewServer with idleFor, how long a worker that has finished
+// waits for the next request.
+func newServer(ln net.Listener, h Handler, cfg ServerConfig, idleFor time.Duration) *Server {
 	c := cfg
 	floor := int64(c.MaxFrame) + HandlerCost
 	c.MaxInflight = max(c.MaxInflight, floor)
@@ -174,7 +193,7 @@ func NewServer(ln net.Listener, h Handler, cfg ServerConfig) *Server {
 	s := &Server{
 		cfg: c, ln: ln, handle: h, log: loggerOr(c.Logger),
 		slots: make(chan struct{}, max(c.MaxConcurrent, 1)), streamMax: c.MaxStreamBytes,
-		ctx: ctx, cancel: cancel, streams: map[*stream]struct{}{},
+		ctx: ctx, cancel: cancel, streams: map[*stream]struct{}{}, idle: make(chan job), idleFor: idleFor,
 	}
 	s.inflight.max = c.MaxInflight
 	s.wg.Add(1)
@@ -454,8 +473,48 @@ func (s *Server) dispatch(st *stream, h wire.Header, body []byte, charge int64) 
 	r := &Request{Type: h.Type, Body: body, st: st, charge: charge + HandlerCost, slot: true}
 	st.active.Add(1)
 	st.handlers.Add(1)
-	go st.run(h.ID, r)
+	j := job{st: st, id: h.ID, r: r}
+	select {
+	case s.idle <- j:
+	default:
+		s.workers.Add(1)
+		s.wg.Add(1)
+		go s.work(j)
+	}
 	return nil
+}
+
+// work runs the request it was started for, then, for as long as one comes
+// within workerIdle, the requests dispatch hands it: a goroutine whose stack
+// the handlers have grown serves again instead of a new one growing its own.
+// At most MaxConcurrent workers wait at once.
+func (s *Server) work(j job) {
+	defer s.wg.Done()
+	var t *time.Timer
+	for {
+		j.st.run(j.id, j.r)
+		if s.idleN.Add(1) > int32(cap(s.slots)) {
+			s.idleN.Add(-1)
+			return
+		}
+		if t == nil {
+			t = time.NewTimer(s.idleFor)
+		} else {
+			t.Reset(s.idleFor)
+		}
+		select {
+		case j = <-s.idle:
+			s.idleN.Add(-1)
+			t.Stop()
+		case <-t.C:
+			s.idleN.Add(-1)
+			return
+		case <-s.ctx.Done():
+			s.idleN.Add(-1)
+			t.Stop()
+			return
+		}
+	}
 }
 
 func (st *stream) run(id uint32, r *Request) {

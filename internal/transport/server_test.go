@@ -468,3 +468,64 @@ func TestServerCloseEndsHandlersAndGoroutines(t *testing.T) {
 	}
 	settled()
 }
+
+// Handler goroutines serve again: a request that comes while a worker waits
+// is handed to it (no new goroutine), at most MaxConcurrent workers wait at
+// once however many requests ran together, and a waiting worker exits after
+// its idle time, or at Close. Catches a worker set that grows with the
+// requests once seen, keeps goroutines forever, or outlives the server.
+func TestServerReusesHandlerGoroutines(t *testing.T) {
+	settled := goroutines(t)
+	hh := newHoldHandler()
+	cfg := baseServerConfig()
+	cfg.MaxConcurrent = 2
+	ln := listen(t)
+	s := NewServer(ln, hh.handle, cfg)
+	c := dialRaw(t, ln.Addr().String())
+
+	// Six parked requests at once: six workers.
+	for i := range 6 {
+		send(t, c, wire.Message, uint32(i+1), []byte("park"))
+		<-hh.started
+	}
+	if n := s.workers.Load(); n != 6 {
+		t.Fatalf("%d workers for 6 requests at once", n)
+	}
+	close(hh.release)
+	for range 6 {
+		recv(t, c)
+	}
+	waitFor(t, "workers waiting", func() bool { return s.idleN.Load() == 2 })
+
+	// One at a time: each goes to a waiting worker.
+	for i := range 5 {
+		send(t, c, wire.Message, uint32(10+i), []byte("again"))
+		expectFrame(t, c, wire.Reply, uint32(10+i), []byte("again"))
+		waitFor(t, "the worker back", func() bool { return s.idleN.Load() == 2 })
+	}
+	if n := s.workers.Load(); n != 6 {
+		t.Fatalf("%d workers started, want the same 6", n)
+	}
+	if n := s.idleN.Load(); n > int32(cfg.MaxConcurrent) {
+		t.Fatalf("%d workers waiting, more than MaxConcurrent", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	settled()
+}
+
+func TestServerIdleWorkersExit(t *testing.T) {
+	settled := goroutines(t)
+	ln := listen(t)
+	s := newServer(ln, echo, baseServerConfig(), 20*time.Millisecond)
+	defer s.Close()
+	c := dialRaw(t, ln.Addr().String())
+	send(t, c, wire.Message, 1, []byte("x"))
+	expectFrame(t, c, wire.Reply, 1, []byte("x"))
+	waitFor(t, "the idle worker gone", func() bool { return s.workers.Load() == 1 && s.idleN.Load() == 0 })
+	c.Close()
+	s.Close()
+	settled()
+}

@@ -56,6 +56,10 @@ const (
 // and what a parked request keeps charged: its goroutine and its state.
 const HandlerCost = 8 << 10
 
+// workerIdle is how long a handler goroutine that has finished waits for
+// the next request before it exits.
+const workerIdle = time.Second
+
 // firstChunk is the first allocation for a body, once its first byte has
 // arrived; later allocations double, by at most wire.Chunk at a time.
 const firstChunk = 4 << 10

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 
 	"github.com/ghostcomm/ghostcomm/internal/errs"
 )
@@ -175,8 +176,19 @@ func ReadBody(r io.Reader, h Header) ([]byte, error) {
 	return body, nil
 }
 
-// WriteFrame writes one frame, header and parts, with a single gathered
-// write.
+// CoalesceMax is the largest frame (header and body) WriteFrame copies into
+// one buffer to hand the writer in a single Write.
+const CoalesceMax = 64 << 10
+
+// frameBufs holds the buffers WriteFrame coalesces frames in.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// WriteFrame writes one frame, header and parts. A frame of up to
+// CoalesceMax bytes is copied into one pooled buffer and written with a
+// single Write, whatever w is: on a stream without Nagle's algorithm each
+// Write is a segment of its own and a wakeup of the reader, and only some
+// connections (*net.TCPConn) gather a net.Buffers into one system call. A
+// larger frame is written as net.Buffers, without the copy.
 func WriteFrame(w io.Writer, typ Type, id uint32, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
@@ -185,7 +197,19 @@ func WriteFrame(w io.Writer, typ Type, id uint32, parts ...[]byte) error {
 	if uint64(n) > 1<<32-1 {
 		return fmt.Errorf("%w: %d bytes", errs.ErrFrameTooLarge, n)
 	}
-	hdr := Header{Type: typ, ID: id, Len: uint32(n)}.Append(make([]byte, 0, HeaderSize))
+	h := Header{Type: typ, ID: id, Len: uint32(n)}
+	if HeaderSize+n <= CoalesceMax {
+		bp := frameBufs.Get().(*[]byte)
+		b := h.Append((*bp)[:0])
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		_, err := w.Write(b)
+		*bp = b[:0]
+		frameBufs.Put(bp)
+		return err
+	}
+	hdr := h.Append(make([]byte, 0, HeaderSize))
 	bufs := make(net.Buffers, 0, 1+len(parts))
 	bufs = append(bufs, hdr)
 	for _, p := range parts {

@@ -80,7 +80,7 @@ func historyRow(m machine, r results) []string {
 		ratio("Build/ghostcomm/hops=5/1MiB", "Build/floor/hops=5/1MiB", "ns/op"),
 		fmtNum(r.get("Hop/ghostcomm/1KiB", "allocs/op"), 0) + " / " + fmtNum(r.get("Hop/floor/1KiB", "allocs/op"), 0),
 		fmtPct(r.get("Network/senders=64/network", "msg/s") / r.get("Network/senders=64/crypto-only", "msg/s")),
-		fmtRatio(median(net["p99-ms"]) / median(net["p50-ms"])),
+		fmtRatio(medianRatio(net["p99-ms"], net["p50-ms"])),
 		ratio("Hop/sphinx", "Hop/ghostcomm/1KiB", "ns/op"),
 	}
 }

@@ -268,3 +268,29 @@ func TestPerformanceDocKeptSections(t *testing.T) {
 		t.Fatalf("docs/PERFORMANCE.md keeps no remote-nodes section:\n%s", kept)
 	}
 }
+
+// p99 ÷ p50 is taken within each run, then medianed: not the median p99
+// over the median p50, which may come from different runs.
+func TestTailRatioPerRun(t *testing.T) {
+	net := map[string][]float64{"msg/s": {100, 100, 100}, "p99-ms": {30, 100, 45}, "p50-ms": {10, 50, 30}}
+	r := results{"Network/senders=64/network": net, "Network/senders=64/crypto-only": {"msg/s": {100, 100, 100}}}
+	// Ratios of each run: 3, 2, 1.5; the ratio of the medians would be 45 / 30 = 1.5.
+	for _, tg := range targets(r, nil) {
+		if tg.what == "same benchmark: p99 ÷ p50 round trip" {
+			if !strings.HasPrefix(tg.measured, "2.00×") || verdict(tg) != "**not met**" {
+				t.Fatalf("measured %q, %s", tg.measured, verdict(tg))
+			}
+			return
+		}
+	}
+	t.Fatal("no p99 ÷ p50 target")
+}
+
+func TestTailRatioPerRunInHistory(t *testing.T) {
+	r := results{"Network/senders=64/network": {"p99-ms": {30, 100, 45}, "p50-ms": {10, 50, 30}}}
+	row := historyRow(machine{date: time.Now()}, r)
+	i := slices.Index(historyHeader, "network p99 ÷ p50")
+	if row[i] != "2.00×" {
+		t.Fatalf("history p99 ÷ p50 %q, want 2.00×", row[i])
+	}
+}
