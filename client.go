@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ghostcomm/ghostcomm/internal/errs"
 	"github.com/ghostcomm/ghostcomm/internal/layer"
 	"github.com/ghostcomm/ghostcomm/internal/transport"
 	"github.com/ghostcomm/ghostcomm/internal/wire"
@@ -306,8 +307,11 @@ var primaryRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisec
 func (c *Client) dialPrimary(ctx context.Context) (net.Conn, error) {
 	for i := 0; ; i++ {
 		conn, err := c.dialer.DialContext(ctx, "tcp", c.invite.Primary.Addr())
-		if err == nil || i == len(primaryRetries) || !retryDial(err) || ctx.Err() != nil {
+		if err == nil || i == len(primaryRetries) || !retryDial(err) {
 			return conn, err
+		}
+		if cerr := errs.CtxEnded(ctx); cerr != nil {
+			return nil, fmt.Errorf("%w (last failure: %w)", cerr, err)
 		}
 		c.cfg.Logger.Debug("primary unreachable; trying again", "err", err, "in", primaryRetries[i])
 		t := time.NewTimer(primaryRetries[i])
@@ -789,9 +793,11 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// ctxErr is err, or the caller's own cancel or deadline (see errs.CtxEnded)
+// with err in its text.
 func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	if cerr := errs.CtxEnded(ctx); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
 	}
 	return err
 }

@@ -662,3 +662,28 @@ func TestSendDeadlineWhileAnotherFetchHangs(t *testing.T) {
 		}
 	}
 }
+
+// lateCtx has a deadline that has passed but says it is not done yet, as a
+// context does for a moment after its deadline, before its timer fires.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A fetch whose I/O fails by the caller's deadline a moment before the
+// caller's context says it is done reports the caller's deadline.
+func TestFetchDeadlineBeforeCtxDone(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 2}, ghostcomm.ClientConfig{})
+	id := tn.primary.Invite(nil).Primary.ServiceID
+	before := tn.net.Stats(id).Dials
+	_, err := tn.client.Fetch(lateCtx{context.Background()})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Fetch: %v, want context.DeadlineExceeded", err)
+	}
+	if n := tn.net.Stats(id).Dials - before; n != 1 {
+		t.Errorf("%d dials of the Primary, want 1: no retry once the caller's deadline has passed", n)
+	}
+	if a := ghostcomm.ActionFor(err); a != ghostcomm.ActionRetry {
+		t.Errorf("ActionFor: %v, want ActionRetry", a)
+	}
+}

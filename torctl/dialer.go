@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/internal/errs"
 )
 
 // Defaults of DialerConfig.
@@ -257,7 +258,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			}
 			return conn, nil
 		}
-		if cerr := ctxEnded(ctx); cerr != nil {
+		if cerr := errs.CtxEnded(ctx); cerr != nil {
 			if last != nil {
 				return nil, fmt.Errorf("torctl: dial %s: %w (after %d attempts; last failure: %w)", addr, cerr, attempt, last)
 			}
@@ -284,18 +285,4 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		case <-t.C:
 		}
 	}
-}
-
-// ctxEnded returns ctx.Err(), or context.DeadlineExceeded once ctx's
-// deadline has passed: a dial whose connection deadline is ctx's can fail
-// with an I/O timeout a moment before ctx itself says it is done, and that
-// failure is the caller's own deadline.
-func ctxEnded(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return context.DeadlineExceeded
-	}
-	return nil
 }
