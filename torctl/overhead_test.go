@@ -3,6 +3,8 @@ package torctl_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,18 +58,96 @@ func (p *pinger) ping() (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// heldSource is a NodeSource that makes the cycle's nodes as a Primary's
+// local nodes would be (the same NodeConfig, DefaultProcessing), and keeps
+// them, so that the test can ask each for the round trip of its own streams
+// (Node.Ping), which a Primary's local nodes would keep to themselves.
+type heldSource struct {
+	tc     ghostcomm.TorController
+	dialer ghostcomm.Dialer
+	count  int
+	cfg    ghostcomm.NodeConfig
+
+	mu    sync.Mutex
+	nodes map[string]*ghostcomm.Node // by service id
+}
+
+func (s *heldSource) CycleNodes(ctx context.Context, c *ghostcomm.Cycle) (ghostcomm.CycleNodes, error) {
+	held := make(heldNodes, s.count)
+	errs := make([]error, s.count)
+	var wg sync.WaitGroup
+	for i := range held {
+		nc := s.cfg
+		nc.Processor = ghostcomm.DefaultProcessing(i, rand.Reader)
+		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
+		wg.Go(func() { held[i], errs[i] = ghostcomm.NewNode(ctx, s.tc, s.dialer, nc) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, errors.Join(err, held.Close())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nodes == nil {
+		s.nodes = map[string]*ghostcomm.Node{}
+	}
+	for _, n := range held {
+		s.nodes[n.Onion().ServiceID] = n
+	}
+	return held, nil
+}
+
+func (s *heldSource) node(o ghostcomm.Onion) *ghostcomm.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodes[o.ServiceID]
+}
+
+type heldNodes []*ghostcomm.Node
+
+func (h heldNodes) Infos() []ghostcomm.NodeInfo {
+	var infos []ghostcomm.NodeInfo
+	for _, n := range h {
+		infos = append(infos, n.Info())
+	}
+	return infos
+}
+
+func (h heldNodes) Start(_ context.Context, peers []ghostcomm.NodeInfo) error {
+	for _, n := range h {
+		if err := n.SetPeers(peers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h heldNodes) Close() error {
+	var errs []error
+	for _, n := range h {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // TestIntegrationTorOverhead measures what ghostcomm adds to what tor itself
 // costs (issue 13), on the private network:
 //
 //   - a warm 3-hop round trip (Result.RoundTrip, 1 KiB and 32 B messages) ÷
-//     the sum of three one-hop echoes along the same path: a transport ping from the client's tor to
-//     hop 1's onion, and from the service tor (which every node dials from)
-//     to hops 2 and 3. These are streams of their own, from the same tors to
-//     the same onions as the chain's (which the nodes' pools hold). Rounds
-//     interleave the two, and medians are compared. The same rounds give
-//     each leg of the chain as the hops saw it (the client's round trip less
-//     hop 1's HopEvent.Total; hop i's Total less its Process and hop i+1's
-//     Total), next to the echo on that leg.
+//     the sum of the three one-hop echoes on the chain's own streams: in
+//     each round, right after the message, Client.Ping on the client's
+//     stream to hop 1 and Node.Ping on hop 1's stream to hop 2 and hop 2's
+//     to hop 3, the very streams the message took (a transport ping, which
+//     the next hop's reader answers at once, without any handler). Medians
+//     are compared. The same rounds give each leg of the chain as the hops
+//     saw it (the client's round trip less hop 1's HopEvent.Total; hop i's
+//     Total less its Process and hop i+1's Total), next to the ping on
+//     that leg's stream.
+//   - the same pings on streams of their own, from the same tors to the
+//     same onions (a stream each, dialed by the test), in the same rounds:
+//     what another circuit to the same onion makes of the same hop.
 //   - raw echoes through one onion by size (10 B .. 2 KiB, around tor's
 //     498-byte cell), on one stream, in the same rounds.
 //   - one node's throughput (a 1-node Primary, 1 KiB messages,
@@ -101,8 +181,8 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			events[ev.Onion] = ev
 			evMu.Unlock()
 		}
-		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 3, Period: time.Hour,
-			Node: ghostcomm.NodeConfig{Observer: observe}})
+		src := &heldSource{tc: e.ctrl, dialer: e.selfDial, count: 3, cfg: ghostcomm.NodeConfig{Observer: observe}}
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}, Period: time.Hour})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
@@ -116,9 +196,24 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		if err != nil || !res.Verified || len(res.Route) != 3 {
 			t.Fatalf("first Send: %v", err)
 		}
-		// A pinger to each node from each tor: the client dials hop 1
-		// through its own tor, nodes dial the next hop through the service
-		// tor. The client picks the order of the nodes for each message.
+		// The client picks the order of the nodes for each message: open
+		// every stream a route may take (a ping opens the stream a message
+		// would, if none is open), so that no round waits for a dial.
+		for _, a := range res.Route {
+			if _, err := client.Ping(ctx, a.Onion); err != nil {
+				t.Fatalf("client to %s: %v", a.Onion.Addr(), err)
+			}
+			for _, b := range res.Route {
+				if a.Onion != b.Onion {
+					if _, err := src.node(a.Onion).Ping(ctx, b.Onion); err != nil {
+						t.Fatalf("%s to %s: %v", a.Onion.Addr(), b.Onion.Addr(), err)
+					}
+				}
+			}
+		}
+		// A pinger to each node from each tor on a stream of its own: the
+		// client dials hop 1 through its own tor, nodes dial the next hop
+		// through the service tor.
 		fromClient := map[ghostcomm.Onion]*pinger{}
 		fromService := map[ghostcomm.Onion]*pinger{}
 		for _, n := range res.Route {
@@ -184,7 +279,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
 			var trips, computed []time.Duration
-			var hops, legs [3][]time.Duration
+			var same, own, legs [3][]time.Duration
 			var ratios []float64
 			for range *overheadRounds {
 				before := compute.Load()
@@ -210,7 +305,22 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				for i := range 2 {
 					legs[i+1] = append(legs[i+1], ev[i].Total-ev[i].Process-ev[i+1].Total)
 				}
+				// The ping on each stream the message took, then on a
+				// stream of its own along the same leg.
 				var sum time.Duration
+				for i, n := range res.Route {
+					var d time.Duration
+					if i == 0 {
+						d, err = client.Ping(ctx, n.Onion)
+					} else {
+						d, err = src.node(res.Route[i-1].Onion).Ping(ctx, n.Onion)
+					}
+					if err != nil {
+						t.Fatalf("ping hop %d on the chain's stream: %v", i+1, err)
+					}
+					same[i] = append(same[i], d)
+					sum += d
+				}
 				for i, n := range res.Route {
 					pg := fromService[n.Onion]
 					if i == 0 {
@@ -221,24 +331,27 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					}
 					d, err := pg.ping()
 					if err != nil {
-						t.Fatalf("ping hop %d: %v", i+1, err)
+						t.Fatalf("ping hop %d on a stream of its own: %v", i+1, err)
 					}
-					hops[i] = append(hops[i], d)
-					sum += d
+					own[i] = append(own[i], d)
 				}
 				trips = append(trips, res.RoundTrip)
 				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
 			}
-			medSum := median(hops[0]) + median(hops[1]) + median(hops[2])
+			r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+			medSum := median(same[0]) + median(same[1]) + median(same[2])
+			medOwn := median(own[0]) + median(own[1]) + median(own[2])
 			slices.Sort(ratios)
-			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
-				size, float64(median(trips))/float64(medSum), median(trips).Round(time.Microsecond),
-				median(hops[0]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond),
-				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), *overheadRounds)
-			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the one-hop echo to the same onion from the same tor: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
-				size, median(legs[0]).Round(time.Microsecond), median(hops[0]).Round(time.Microsecond),
-				median(legs[1]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond),
-				median(legs[2]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop pings on the chain's own streams: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
+				size, float64(median(trips))/float64(medSum), r(median(trips)),
+				r(median(same[0])), r(median(same[1])), r(median(same[2])), r(medSum),
+				ratios[len(ratios)/2], r(median(computed)), *overheadRounds)
+			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
+				size, r(median(legs[0])), r(median(same[0])), r(median(legs[1])), r(median(same[1])),
+				r(median(legs[2])), r(median(same[2])))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of three one-hop pings on streams of their own (from the same tors to the same onions, in the same rounds): %.2f× (%v vs %v + %v + %v = %v)",
+				size, float64(median(trips))/float64(medOwn), r(median(trips)),
+				r(median(own[0])), r(median(own[1])), r(median(own[2])), r(medOwn))
 		}
 	})
 
