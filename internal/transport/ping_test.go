@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +270,70 @@ func TestPoolPingWaitingWhenClosed(t *testing.T) {
 	p.Close()
 	if err := <-errc; !errors.Is(err, errs.ErrClosed) {
 		t.Fatalf("Ping when the pool closed: %v; want errs.ErrClosed", err)
+	}
+}
+
+// writeCounter is a stream as a SOCKS dialer returns it: a net.Conn that is
+// not a *net.TCPConn, so that net.Buffers cannot gather a frame's parts
+// into one writev. It counts the writes and their sizes.
+type writeCounter struct {
+	net.Conn
+	mu     sync.Mutex
+	writes []int
+}
+
+func (w *writeCounter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.writes = append(w.writes, len(b))
+	w.mu.Unlock()
+	return w.Conn.Write(b)
+}
+
+// A frame goes out in one write on a stream that is not a *net.TCPConn (a
+// SOCKS connection through tor): over Tor, a frame's header and parts
+// written one by one leave tor to send each as cells of its own, and on the
+// private network that costs a whole latency step (about 40 ms) on some
+// circuits. Catches a pool that writes a frame part by part on such a
+// stream.
+func TestPoolWritesFrameAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	var conns []*writeCounter
+	sc := baseServerConfig()
+	sc.MaxFrame = 1 << 20
+	_, addr := startServer(t, echo, sc)
+	p := newTestPool(t, PoolConfig{MaxFrame: 1 << 20, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := tcpDial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		wc := &writeCounter{Conn: c}
+		mu.Lock()
+		conns = append(conns, wc)
+		mu.Unlock()
+		return wc, nil
+	}})
+	ctx := testCtx(t)
+	parts := [][]byte{[]byte("budget+len"), bytes.Repeat([]byte("l"), 800), bytes.Repeat([]byte("d"), 1200)}
+	h, body, err := p.RoundTrip(ctx, addr, wire.Message, parts)
+	if err != nil || h.Type != wire.Reply || len(body) != 2010 {
+		t.Fatalf("RoundTrip: %v %v, %d bytes", err, h.Type, len(body))
+	}
+	if _, err := p.Ping(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	// A frame over maxGather is written as its parts, uncopied.
+	big := bytes.Repeat([]byte("b"), maxGather)
+	if h, body, err := p.RoundTrip(ctx, addr, wire.Message, [][]byte{[]byte("x"), big}); err != nil || h.Type != wire.Reply || len(body) != maxGather+1 {
+		t.Fatalf("RoundTrip of a large frame: %v %v, %d bytes", err, h.Type, len(body))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 1 {
+		t.Fatalf("%d streams", len(conns))
+	}
+	conns[0].mu.Lock()
+	defer conns[0].mu.Unlock()
+	if want := []int{wire.HeaderSize + 2010, wire.HeaderSize, wire.HeaderSize, 1, maxGather}; !slices.Equal(conns[0].writes, want) {
+		t.Fatalf("writes of %v bytes; want %v (each frame of up to %d bytes in one write, a larger one as its parts)", conns[0].writes, want, maxGather)
 	}
 }
