@@ -148,6 +148,10 @@ func (h heldNodes) Close() error {
 //   - the same pings on streams of their own, from the same tors to the
 //     same onions (a stream each, dialed by the test), in the same rounds:
 //     what another circuit to the same onion makes of the same hop.
+//   - the round trip ÷ a raw chain of three echo servers behind onions of
+//     the same tors (2 KiB each way; each answers once the next one has,
+//     as a node does; no ghostcomm), in the same rounds: what tor itself
+//     makes of a chain of round trips, against the sum of one-hop ones.
 //   - raw echoes through one onion by size (10 B .. 2 KiB, around tor's
 //     498-byte cell), on one stream, in the same rounds.
 //   - one node's throughput (a 1-node Primary, 1 KiB messages,
@@ -238,6 +242,20 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		// (about 2 KiB), on one stream; and the same 2 KiB through an onion
 		// whose server, like a node, answers only once the whole message
 		// has arrived.
+		// Tor's own cost of a chain: three raw echo servers behind onions
+		// of the service tor, each of which, as a node does, answers once
+		// the next has answered (dialed through the service tor), the
+		// first dialed from the client's tor: the chain's shape, with no
+		// ghostcomm in it.
+		chain, err := e.dialer.DialContext(ctx, "tcp", nestedEcho(t, ctx, e.ctrl, e.selfDial, 3, 2<<10).Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer chain.Close()
+		chainMsg := bytes.Repeat([]byte("c"), 2<<10)
+		if err := echo(chain, chainMsg); err != nil { // warm
+			t.Fatal(err)
+		}
 		_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
 		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
@@ -288,7 +306,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
-			var trips, computed []time.Duration
+			var trips, computed, raw []time.Duration
 			var same, own, legs [3][]time.Duration
 			var ratios []float64
 			for range *overheadRounds {
@@ -345,14 +363,20 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					}
 					own[i] = append(own[i], d)
 				}
+				s := time.Now()
+				if err := echo(chain, chainMsg); err != nil {
+					t.Fatalf("raw chain: %v", err)
+				}
+				raw = append(raw, time.Since(s))
 				trips = append(trips, res.RoundTrip)
 				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
 				n := len(trips) - 1
-				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v; on streams of their own %v %v %v",
+				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v; on streams of their own %v %v %v; raw chain %v",
 					size, n+1, res.RoundTrip.Round(100*time.Microsecond),
 					legs[0][n].Round(100*time.Microsecond), legs[1][n].Round(100*time.Microsecond), legs[2][n].Round(100*time.Microsecond),
 					same[0][n].Round(100*time.Microsecond), same[1][n].Round(100*time.Microsecond), same[2][n].Round(100*time.Microsecond),
-					own[0][n].Round(100*time.Microsecond), own[1][n].Round(100*time.Microsecond), own[2][n].Round(100*time.Microsecond))
+					own[0][n].Round(100*time.Microsecond), own[1][n].Round(100*time.Microsecond), own[2][n].Round(100*time.Microsecond),
+					raw[n].Round(100*time.Microsecond))
 			}
 			r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 			medSum := median(same[0]) + median(same[1]) + median(same[2])
@@ -368,6 +392,8 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of three one-hop pings on streams of their own (from the same tors to the same onions, in the same rounds): %.2f× (%v vs %v + %v + %v = %v)",
 				size, float64(median(trips))/float64(medOwn), r(median(trips)),
 				r(median(own[0])), r(median(own[1])), r(median(own[2])), r(medOwn))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): %.2f× (%v vs %v; the raw chain ÷ the sum of the pings on the chain's own streams: %.2f×)",
+				size, float64(median(trips))/float64(median(raw)), r(median(trips)), r(median(raw)), float64(median(raw))/float64(medSum))
 		}
 	})
 
@@ -405,6 +431,66 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		testnet.Figure(t, "one node's throughput over tor ÷ raw echo service on the same tor (1 KiB, %d in flight, %d messages per run): %.2f (median of 3 runs: %.0f vs %.0f msg/s; runs: %.0f / %.0f msg/s)",
 			throughputWindow, throughputMsgs, node[1]/raw[1], node[1], raw[1], node, raw)
 	})
+}
+
+// nestedEcho makes a chain of depth onions on ctrl, each in front of a
+// server that reads n bytes at a time and, as a node does, answers once it
+// has all of them: the last at once, the others once the next onion of the
+// chain, on a stream of theirs dialed through d, has answered the same n
+// bytes. It returns the first onion. Tor's own cost of a chain of round
+// trips, with no ghostcomm in it.
+func nestedEcho(t *testing.T, ctx context.Context, ctrl *torctl.Controller, d ghostcomm.Dialer, depth, n int) ghostcomm.Onion {
+	t.Helper()
+	var next ghostcomm.Onion
+	for k := depth; k >= 1; k-- {
+		to := next
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		t.Cleanup(func() {
+			l.Close()
+			wg.Wait()
+		})
+		var fwd net.Conn
+		if k < depth {
+			if fwd, err = d.DialContext(ctx, "tcp", to.Addr()); err != nil {
+				t.Fatalf("dial %s: %v", to.Addr(), err)
+			}
+			t.Cleanup(func() { fwd.Close() })
+		}
+		wg.Go(func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					defer c.Close()
+					buf := make([]byte, n)
+					for {
+						if _, err := io.ReadFull(c, buf); err != nil {
+							return
+						}
+						if fwd != nil {
+							if err := echo(fwd, buf); err != nil {
+								return
+							}
+						}
+						if _, err := c.Write(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+		next, err = ctrl.CreateOnion(ctx, ghostcomm.OnionConfig{VirtualPort: ghostcomm.DefaultOnionPort, Target: l.Addr().String()})
+		if err != nil {
+			t.Fatalf("CreateOnion: %v", err)
+		}
+	}
+	return next
 }
 
 // echoWrites writes msg on c cut at the offsets given, one write each

@@ -222,6 +222,12 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 			t.Fatalf("reason %q lacks %q", tg.why, want)
 		}
 	}
+	// With the raw chain, the reason gives what tor itself made of it.
+	chain := "TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): 1.10× (160ms vs 145.5ms; the raw chain ÷ the sum of the pings on the chain's own streams: 1.14×)"
+	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), chain)})
+	if !strings.Contains(tg.why, "145.5ms, 1.14× the sum of the same pings, and the round trip is 1.10× that raw chain") {
+		t.Fatalf("reason %q lacks the raw chain", tg.why)
+	}
 	in.figures = in.figures[1:] // no 1 KiB figure: no target
 	if _, ok := torTarget(in); ok {
 		t.Fatal("a target from a run without the 1 KiB figure")

@@ -111,6 +111,21 @@ var torParts = regexp.MustCompile(`median (\S+) vs .* = (\S+); median of the per
 // the chain and the ping on the stream that leg took.
 var torLegs = regexp.MustCompile(`3-hop round trip \(1024 B, warm\), leg by leg[^:]*: hop 1 (\S+) vs (\S+), hop 2 (\S+) vs (\S+), hop 3 (\S+) vs (\S+) `)
 
+// torChain picks the 1 KiB message's round trip ÷ the raw chain of echo
+// servers, and the raw chain ÷ the sum of the pings.
+var torChain = regexp.MustCompile(`3-hop round trip \(1024 B, warm\) ÷ a raw chain of three echo servers[^:]*: ([0-9.]+)× \((\S+) vs (\S+); the raw chain ÷ the sum of the pings on the chain's own streams: ([0-9.]+)×\)`)
+
+// chainWhy says, from the raw-chain figure, what tor itself makes of a
+// chain of round trips; "" without the figure.
+func chainWhy(figs []string) string {
+	for _, f := range figs {
+		if m := torChain.FindStringSubmatch(f); m != nil {
+			return fmt.Sprintf("tor's own chain, in the same rounds (three raw echo servers behind onions of the same tors, each answering once the next has, no ghostcomm): %s, %s× the sum of the same pings, and the round trip is %s× that raw chain", m[3], m[4], m[1])
+		}
+	}
+	return ""
+}
+
 // legAgree is how close a leg of the chain and its ping must be to count
 // as the same latency step: a hop's compute and framing are well below it.
 const legAgree = 3 * time.Millisecond
@@ -198,6 +213,9 @@ func torTarget(tr *torRun) (target, bool) {
 				if e1 == nil && e2 == nil && e3 == nil {
 					t.why = fmt.Sprintf("the round trip exceeds the sum of the pings on its own streams by %v, of which the hops' own compute (peel, checks, sealing: HopEvent) is %v",
 						(trip - sum).Round(time.Millisecond), comp.Round(time.Microsecond))
+					if cw := chainWhy(tr.figures); cw != "" {
+						t.why += ". " + cw
+					}
 					if lw := legsWhy(tr.figures); lw != "" {
 						t.why += ". " + lw
 					} else {
@@ -226,5 +244,5 @@ func renderTor(w func(string, ...any), path string, tr *torRun) {
 		}
 		w("- %s\n", f)
 	}
-	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three transport pings on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Ping` on the client's stream to hop 1, `Node.Ping` on hop 1's stream to hop 2 and on hop 2's to hop 3. A ping is an empty frame (10 bytes) that the next hop's transport reader answers at once, with no handler: the stream's round trip through tor and both ends' transport, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move). The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the ping on the stream that leg took: a difference of tens of milliseconds (a latency step of the private network) rather than a millisecond is tor treating a 2 KiB frame and a 10-byte one differently on the same stream, not ghostcomm. *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *Throughput*: a 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
+	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three transport pings on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Ping` on the client's stream to hop 1, `Node.Ping` on hop 1's stream to hop 2 and on hop 2's to hop 3. A ping is an empty frame (10 bytes) that the next hop's transport reader answers at once, with no handler: the stream's round trip through tor and both ends' transport, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move). The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the ping on the stream that leg took: a difference of tens of milliseconds (a latency step of the private network) rather than a millisecond is tor treating a 2 KiB frame and a 10-byte one differently on the same stream, not ghostcomm. *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Raw chain*: three echo servers behind onions of the service tor, each of which, as a node does, reads a whole 2 KiB message, sends it on to the next through the service tor and answers once the next has answered (the last answers at once), the first dialed from the client's tor, one round trip of it in every round: the chain's shape and tors with no ghostcomm in it, what tor itself makes of a chain of round trips against the sum of one-hop ones. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *Throughput*: a 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
 }
