@@ -11,6 +11,7 @@ import (
 
 	. "github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/internal/sealed"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
 
@@ -80,20 +81,26 @@ func TestSealedReplayRefused(t *testing.T) {
 	}
 }
 
-// wrapWrites makes every write of exactly size bytes on streams to addr go
-// through f (on a copy), while on is set.
+// wrapWrites makes every frame body of exactly size bytes written on streams
+// to addr go through f (on a copy), while on is set: a write of the body
+// alone, or of the whole frame at once (the pool writes a frame in one
+// write on a stream that is no *net.TCPConn, such as these).
 func wrapWrites(hn *hopNet, addr string, size int, on *sync.Mutex, f func([]byte)) {
 	hn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
 		if a != addr {
 			return c
 		}
 		return &writeHook{Conn: c, f: func(b []byte) []byte {
-			if len(b) != size || !on.TryLock() {
+			skip := 0
+			if len(b) == wire.HeaderSize+size {
+				skip = wire.HeaderSize
+			}
+			if len(b)-skip != size || !on.TryLock() {
 				return b
 			}
 			defer on.Unlock()
 			b = bytes.Clone(b)
-			f(b)
+			f(b[skip:])
 			return b
 		}}
 	})
