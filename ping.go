@@ -13,10 +13,12 @@ import (
 // came back. The pong is written by the peer's reader as soon as it reads
 // the ping, with no handler, so the figure is the stream's round trip
 // through Tor and both ends' transport: the part of a hop's time that is
-// not ghostcomm's processing. The ping carries nothing but a stream id and
-// says nothing the peer does not already see (the node's streams are
-// pinged for liveness anyway). The wait is bounded by ctx and by
-// NodeConfig.IOTimeout.
+// not ghostcomm's processing. The ping carries nothing but a stream id, on a
+// stream the peer already serves: it tells the peer only that the stream is
+// being timed (its id is not 0, which liveness pings use), nothing of any
+// message. A peer can delay its pong, or send one early for an id it
+// guesses, so the figure is only as honest as the peer. The wait is bounded
+// by ctx and by NodeConfig.IOTimeout.
 //
 // Errors: ctx's own error (matching context.Canceled or
 // context.DeadlineExceeded), the stream left as it is; ErrClosed after
