@@ -154,6 +154,8 @@ func (h heldNodes) Close() error {
 //     makes of a chain of round trips, against the sum of one-hop ones.
 //   - raw echoes through one onion by size (10 B .. 2 KiB, around tor's
 //     498-byte cell), on one stream, in the same rounds.
+//   - with one hop, the message's leg (the round trip less the hop's
+//     Total) ÷ the ping on the same stream, in the same rounds.
 //   - one node's throughput (a 1-node Primary, 1 KiB messages,
 //     throughputWindow in flight at once on the client's one stream) ÷ a raw
 //     echo service on the same tor, dialed from the same tor, with the same
@@ -398,7 +400,9 @@ func TestIntegrationTorOverhead(t *testing.T) {
 	})
 
 	t.Run("throughput", func(t *testing.T) {
-		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour})
+		var total atomic.Int64 // the last message's HopEvent.Total
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour,
+			Node: ghostcomm.NodeConfig{Observer: func(ev ghostcomm.HopEvent) { total.Store(int64(ev.Total)) }}})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
@@ -409,9 +413,29 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		}
 		defer client.Close()
 		msg := bytes.Repeat([]byte("m"), 1<<10)
-		if res, err := client.Send(ctx, msg); err != nil || !res.Verified || len(res.Route) != 1 {
+		res, err := client.Send(ctx, msg)
+		if err != nil || !res.Verified || len(res.Route) != 1 {
 			t.Fatalf("first Send: %v", err)
 		}
+
+		// One hop, one stream: a message's leg (the round trip less the
+		// hop's Total) against the ping on the same stream, in the same
+		// rounds, with no other hop and no other stream in play.
+		var legs, pings []time.Duration
+		for range *overheadRounds {
+			res, err := client.Send(ctx, msg)
+			if err != nil || !res.Verified {
+				t.Fatalf("Send: %v", err)
+			}
+			legs = append(legs, res.RoundTrip-time.Duration(total.Load()))
+			d, err := client.Ping(ctx, res.Route[0].Onion)
+			if err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			pings = append(pings, d)
+		}
+		testnet.Figure(t, "1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the ping on the same stream, in the same rounds: %.2f× (medians %v vs %v; %d rounds)",
+			float64(median(legs))/float64(median(pings)), median(legs).Round(time.Microsecond), median(pings).Round(time.Microsecond), *overheadRounds)
 		_, c := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 
 		var node, raw []float64
