@@ -235,8 +235,12 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 		t.Fatal("a target from a run without the 1 KiB figure")
 	}
 	in.figures[0] = strings.Replace(in.figures[0], "32 B", "1024 B", 1)
-	if tg, ok := torTarget(in); !ok || !tg.met {
+	if tg, ok := torTarget(in); !ok || !tg.met || strings.Contains(tg.measured, "leg by leg") {
 		t.Fatalf("1.05× should meet ≤ 1.15×: %+v", tg)
+	}
+	// Met, but with legs apart from their pings: the cell says so.
+	if tg, _ := torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)}); !tg.met || !strings.Contains(tg.measured, "leg by leg the chain and the pings") {
+		t.Fatalf("met with legs apart: %+v", tg)
 	}
 	var b strings.Builder
 	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)
