@@ -3,6 +3,8 @@ package torctl_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,20 +58,104 @@ func (p *pinger) ping() (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// heldSource is a NodeSource that makes the cycle's nodes as a Primary's
+// local nodes would be (the same NodeConfig, DefaultProcessing), and keeps
+// them, so that the test can ask each for the round trip of its own streams
+// (Node.Ping), which a Primary's local nodes would keep to themselves.
+type heldSource struct {
+	tc     ghostcomm.TorController
+	dialer ghostcomm.Dialer
+	count  int
+	cfg    ghostcomm.NodeConfig
+
+	mu    sync.Mutex
+	nodes map[string]*ghostcomm.Node // by service id
+}
+
+func (s *heldSource) CycleNodes(ctx context.Context, c *ghostcomm.Cycle) (ghostcomm.CycleNodes, error) {
+	held := make(heldNodes, s.count)
+	errs := make([]error, s.count)
+	var wg sync.WaitGroup
+	for i := range held {
+		nc := s.cfg
+		nc.Processor = ghostcomm.DefaultProcessing(i, rand.Reader)
+		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
+		wg.Go(func() { held[i], errs[i] = ghostcomm.NewNode(ctx, s.tc, s.dialer, nc) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, errors.Join(err, held.Close())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nodes == nil {
+		s.nodes = map[string]*ghostcomm.Node{}
+	}
+	for _, n := range held {
+		s.nodes[n.Onion().ServiceID] = n
+	}
+	return held, nil
+}
+
+func (s *heldSource) node(o ghostcomm.Onion) *ghostcomm.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodes[o.ServiceID]
+}
+
+type heldNodes []*ghostcomm.Node
+
+func (h heldNodes) Infos() []ghostcomm.NodeInfo {
+	var infos []ghostcomm.NodeInfo
+	for _, n := range h {
+		infos = append(infos, n.Info())
+	}
+	return infos
+}
+
+func (h heldNodes) Start(_ context.Context, peers []ghostcomm.NodeInfo) error {
+	for _, n := range h {
+		if err := n.SetPeers(peers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h heldNodes) Close() error {
+	var errs []error
+	for _, n := range h {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // TestIntegrationTorOverhead measures what ghostcomm adds to what tor itself
 // costs (issue 13), on the private network:
 //
 //   - a warm 3-hop round trip (Result.RoundTrip, 1 KiB and 32 B messages) ÷
-//     the sum of three one-hop echoes along the same path: a transport ping from the client's tor to
-//     hop 1's onion, and from the service tor (which every node dials from)
-//     to hops 2 and 3. These are streams of their own, from the same tors to
-//     the same onions as the chain's (which the nodes' pools hold). Rounds
-//     interleave the two, and medians are compared. The same rounds give
-//     each leg of the chain as the hops saw it (the client's round trip less
-//     hop 1's HopEvent.Total; hop i's Total less its Process and hop i+1's
-//     Total), next to the echo on that leg.
+//     the sum of the three one-hop echoes on the chain's own streams: in
+//     each round, right after the message, Client.Ping on the client's
+//     stream to hop 1 and Node.Ping on hop 1's stream to hop 2 and hop 2's
+//     to hop 3, the very streams the message took (a transport ping, which
+//     the next hop's reader answers at once, without any handler). Medians
+//     are compared. The same rounds give each leg of the chain as the hops
+//     saw it (the client's round trip less hop 1's HopEvent.Total; hop i's
+//     Total less its Process and hop i+1's Total), next to the ping on
+//     that leg's stream.
+//   - the same pings on streams of their own, from the same tors to the
+//     same onions (a stream each, dialed by the test), in the same rounds:
+//     what another circuit to the same onion makes of the same hop.
+//   - the round trip ÷ a raw chain of three echo servers behind onions of
+//     the same tors (2 KiB each way; each answers once the next one has,
+//     as a node does; no ghostcomm), in the same rounds: what tor itself
+//     makes of a chain of round trips, against the sum of one-hop ones.
 //   - raw echoes through one onion by size (10 B .. 2 KiB, around tor's
 //     498-byte cell), on one stream, in the same rounds.
+//   - with one hop, the message's leg (the round trip less the hop's
+//     Total) ÷ the ping on the same stream, in the same rounds.
 //   - one node's throughput (a 1-node Primary, 1 KiB messages,
 //     throughputWindow in flight at once on the client's one stream) ÷ a raw
 //     echo service on the same tor, dialed from the same tor, with the same
@@ -101,8 +187,8 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			events[ev.Onion] = ev
 			evMu.Unlock()
 		}
-		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 3, Period: time.Hour,
-			Node: ghostcomm.NodeConfig{Observer: observe}})
+		src := &heldSource{tc: e.ctrl, dialer: e.selfDial, count: 3, cfg: ghostcomm.NodeConfig{Observer: observe}}
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}, Period: time.Hour})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
@@ -116,9 +202,24 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		if err != nil || !res.Verified || len(res.Route) != 3 {
 			t.Fatalf("first Send: %v", err)
 		}
-		// A pinger to each node from each tor: the client dials hop 1
-		// through its own tor, nodes dial the next hop through the service
-		// tor. The client picks the order of the nodes for each message.
+		// The client picks the order of the nodes for each message: open
+		// every stream a route may take (a ping opens the stream a message
+		// would, if none is open), so that no round waits for a dial.
+		for _, a := range res.Route {
+			if _, err := client.Ping(ctx, a.Onion); err != nil {
+				t.Fatalf("client to %s: %v", a.Onion.Addr(), err)
+			}
+			for _, b := range res.Route {
+				if a.Onion != b.Onion {
+					if _, err := src.node(a.Onion).Ping(ctx, b.Onion); err != nil {
+						t.Fatalf("%s to %s: %v", a.Onion.Addr(), b.Onion.Addr(), err)
+					}
+				}
+			}
+		}
+		// A pinger to each node from each tor on a stream of its own: the
+		// client dials hop 1 through its own tor, nodes dial the next hop
+		// through the service tor.
 		fromClient := map[ghostcomm.Onion]*pinger{}
 		fromService := map[ghostcomm.Onion]*pinger{}
 		for _, n := range res.Route {
@@ -143,10 +244,24 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		// (about 2 KiB), on one stream; and the same 2 KiB through an onion
 		// whose server, like a node, answers only once the whole message
 		// has arrived.
+		// Tor's own cost of a chain: three raw echo servers behind onions
+		// of the service tor, each of which, as a node does, answers once
+		// the next has answered (dialed through the service tor), the
+		// first dialed from the client's tor: the chain's shape, with no
+		// ghostcomm in it.
+		chain, err := e.dialer.DialContext(ctx, "tcp", nestedEcho(t, ctx, e.ctrl, e.selfDial, 3, 2<<10).Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer chain.Close()
+		chainMsg := bytes.Repeat([]byte("c"), 2<<10)
+		if err := echo(chain, chainMsg); err != nil { // warm
+			t.Fatal(err)
+		}
 		_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
 		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
-		var echoSmall, echoLarge, echoWhole []time.Duration
+		var echoSmall, echoLarge, echoWhole, echoParts []time.Duration
 		sweep := []int{32, 498, 499, 997}
 		sweepMsg := bytes.Repeat([]byte("w"), slices.Max(sweep))
 		echoSweep := make([][]time.Duration, len(sweep))
@@ -162,6 +277,16 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				}
 				*m.to = append(*m.to, time.Since(s))
 			}
+			// The same 2 KiB, answered once whole, written as a frame's
+			// header and parts would be one by one (10, 8, 800 bytes,
+			// the rest) where net.Buffers cannot gather them (a SOCKS
+			// stream is no *net.TCPConn): the pool writes a frame at
+			// once for this.
+			s := time.Now()
+			if err := echoWrites(wc, large, wire.HeaderSize, wire.HeaderSize+8, wire.HeaderSize+8+800); err != nil {
+				t.Fatal(err)
+			}
+			echoParts = append(echoParts, time.Since(s))
 			// A size sweep on the same stream, around one and two of
 			// tor's cells (498 data bytes each).
 			for i, n := range sweep {
@@ -172,9 +297,9 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				echoSweep[i] = append(echoSweep[i], time.Since(s))
 			}
 		}
-		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v",
+		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v; on that stream, in the same rounds, the same 2 KiB written in four writes (10, 8, 800 B, the rest) %v",
 			*overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
-			median(echoWhole).Round(time.Microsecond))
+			median(echoWhole).Round(time.Microsecond), median(echoParts).Round(time.Microsecond))
 		var sw []string
 		for i, n := range sweep {
 			sw = append(sw, fmt.Sprintf("%d B %v", n, median(echoSweep[i]).Round(time.Microsecond)))
@@ -183,8 +308,8 @@ func TestIntegrationTorOverhead(t *testing.T) {
 
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
-			var trips, computed []time.Duration
-			var hops, legs [3][]time.Duration
+			var trips, computed, raw []time.Duration
+			var same, own, legs [3][]time.Duration
 			var ratios []float64
 			for range *overheadRounds {
 				before := compute.Load()
@@ -210,7 +335,22 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				for i := range 2 {
 					legs[i+1] = append(legs[i+1], ev[i].Total-ev[i].Process-ev[i+1].Total)
 				}
+				// The ping on each stream the message took, then on a
+				// stream of its own along the same leg.
 				var sum time.Duration
+				for i, n := range res.Route {
+					var d time.Duration
+					if i == 0 {
+						d, err = client.Ping(ctx, n.Onion)
+					} else {
+						d, err = src.node(res.Route[i-1].Onion).Ping(ctx, n.Onion)
+					}
+					if err != nil {
+						t.Fatalf("ping hop %d on the chain's stream: %v", i+1, err)
+					}
+					same[i] = append(same[i], d)
+					sum += d
+				}
 				for i, n := range res.Route {
 					pg := fromService[n.Onion]
 					if i == 0 {
@@ -221,29 +361,48 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					}
 					d, err := pg.ping()
 					if err != nil {
-						t.Fatalf("ping hop %d: %v", i+1, err)
+						t.Fatalf("ping hop %d on a stream of its own: %v", i+1, err)
 					}
-					hops[i] = append(hops[i], d)
-					sum += d
+					own[i] = append(own[i], d)
 				}
+				s := time.Now()
+				if err := echo(chain, chainMsg); err != nil {
+					t.Fatalf("raw chain: %v", err)
+				}
+				raw = append(raw, time.Since(s))
 				trips = append(trips, res.RoundTrip)
 				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
+				n := len(trips) - 1
+				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v; on streams of their own %v %v %v; raw chain %v",
+					size, n+1, res.RoundTrip.Round(100*time.Microsecond),
+					legs[0][n].Round(100*time.Microsecond), legs[1][n].Round(100*time.Microsecond), legs[2][n].Round(100*time.Microsecond),
+					same[0][n].Round(100*time.Microsecond), same[1][n].Round(100*time.Microsecond), same[2][n].Round(100*time.Microsecond),
+					own[0][n].Round(100*time.Microsecond), own[1][n].Round(100*time.Microsecond), own[2][n].Round(100*time.Microsecond),
+					raw[n].Round(100*time.Microsecond))
 			}
-			medSum := median(hops[0]) + median(hops[1]) + median(hops[2])
+			r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+			medSum := median(same[0]) + median(same[1]) + median(same[2])
+			medOwn := median(own[0]) + median(own[1]) + median(own[2])
 			slices.Sort(ratios)
-			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
-				size, float64(median(trips))/float64(medSum), median(trips).Round(time.Microsecond),
-				median(hops[0]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond),
-				medSum.Round(time.Microsecond), ratios[len(ratios)/2], median(computed).Round(time.Microsecond), *overheadRounds)
-			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the one-hop echo to the same onion from the same tor: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
-				size, median(legs[0]).Round(time.Microsecond), median(hops[0]).Round(time.Microsecond),
-				median(legs[1]).Round(time.Microsecond), median(hops[1]).Round(time.Microsecond),
-				median(legs[2]).Round(time.Microsecond), median(hops[2]).Round(time.Microsecond))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop pings on the chain's own streams: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
+				size, float64(median(trips))/float64(medSum), r(median(trips)),
+				r(median(same[0])), r(median(same[1])), r(median(same[2])), r(medSum),
+				ratios[len(ratios)/2], r(median(computed)), *overheadRounds)
+			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
+				size, r(median(legs[0])), r(median(same[0])), r(median(legs[1])), r(median(same[1])),
+				r(median(legs[2])), r(median(same[2])))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of three one-hop pings on streams of their own (from the same tors to the same onions, in the same rounds): %.2f× (%v vs %v + %v + %v = %v)",
+				size, float64(median(trips))/float64(medOwn), r(median(trips)),
+				r(median(own[0])), r(median(own[1])), r(median(own[2])), r(medOwn))
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): %.2f× (%v vs %v; the raw chain ÷ the sum of the pings on the chain's own streams: %.2f×)",
+				size, float64(median(trips))/float64(median(raw)), r(median(trips)), r(median(raw)), float64(median(raw))/float64(medSum))
 		}
 	})
 
 	t.Run("throughput", func(t *testing.T) {
-		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour})
+		var total atomic.Int64 // the last message's HopEvent.Total
+		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour,
+			Node: ghostcomm.NodeConfig{Observer: func(ev ghostcomm.HopEvent) { total.Store(int64(ev.Total)) }}})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
@@ -254,9 +413,29 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		}
 		defer client.Close()
 		msg := bytes.Repeat([]byte("m"), 1<<10)
-		if res, err := client.Send(ctx, msg); err != nil || !res.Verified || len(res.Route) != 1 {
+		res, err := client.Send(ctx, msg)
+		if err != nil || !res.Verified || len(res.Route) != 1 {
 			t.Fatalf("first Send: %v", err)
 		}
+
+		// One hop, one stream: a message's leg (the round trip less the
+		// hop's Total) against the ping on the same stream, in the same
+		// rounds, with no other hop and no other stream in play.
+		var legs, pings []time.Duration
+		for range *overheadRounds {
+			res, err := client.Send(ctx, msg)
+			if err != nil || !res.Verified {
+				t.Fatalf("Send: %v", err)
+			}
+			legs = append(legs, res.RoundTrip-time.Duration(total.Load()))
+			d, err := client.Ping(ctx, res.Route[0].Onion)
+			if err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			pings = append(pings, d)
+		}
+		testnet.Figure(t, "1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the ping on the same stream, in the same rounds: %.2f× (medians %v vs %v; %d rounds)",
+			float64(median(legs))/float64(median(pings)), median(legs).Round(time.Microsecond), median(pings).Round(time.Microsecond), *overheadRounds)
 		_, c := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 
 		var node, raw []float64
@@ -276,6 +455,87 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		testnet.Figure(t, "one node's throughput over tor ÷ raw echo service on the same tor (1 KiB, %d in flight, %d messages per run): %.2f (median of 3 runs: %.0f vs %.0f msg/s; runs: %.0f / %.0f msg/s)",
 			throughputWindow, throughputMsgs, node[1]/raw[1], node[1], raw[1], node, raw)
 	})
+}
+
+// nestedEcho makes a chain of depth onions on ctrl, each in front of a
+// server that reads n bytes at a time and, as a node does, answers once it
+// has all of them: the last at once, the others once the next onion of the
+// chain, on a stream of theirs dialed through d, has answered the same n
+// bytes. It returns the first onion. Tor's own cost of a chain of round
+// trips, with no ghostcomm in it.
+func nestedEcho(t *testing.T, ctx context.Context, ctrl *torctl.Controller, d ghostcomm.Dialer, depth, n int) ghostcomm.Onion {
+	t.Helper()
+	var next ghostcomm.Onion
+	for k := depth; k >= 1; k-- {
+		to := next
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		t.Cleanup(func() {
+			l.Close()
+			wg.Wait()
+		})
+		var fwd net.Conn
+		if k < depth {
+			if fwd, err = d.DialContext(ctx, "tcp", to.Addr()); err != nil {
+				t.Fatalf("dial %s: %v", to.Addr(), err)
+			}
+			t.Cleanup(func() { fwd.Close() })
+		}
+		wg.Go(func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					defer c.Close()
+					buf := make([]byte, n)
+					for {
+						if _, err := io.ReadFull(c, buf); err != nil {
+							return
+						}
+						if fwd != nil {
+							if err := echo(fwd, buf); err != nil {
+								return
+							}
+						}
+						if _, err := c.Write(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+		next, err = ctrl.CreateOnion(ctx, ghostcomm.OnionConfig{VirtualPort: ghostcomm.DefaultOnionPort, Target: l.Addr().String()})
+		if err != nil {
+			t.Fatalf("CreateOnion: %v", err)
+		}
+	}
+	return next
+}
+
+// echoWrites writes msg on c cut at the offsets given, one write each
+// piece, and reads it back.
+func echoWrites(c net.Conn, msg []byte, cuts ...int) error {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	prev := 0
+	for _, n := range append(cuts, len(msg)) {
+		if _, err := c.Write(msg[prev:n]); err != nil {
+			return err
+		}
+		prev = n
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo changed the message")
+	}
+	return nil
 }
 
 // ghostThroughput sends throughputMsgs messages through client with

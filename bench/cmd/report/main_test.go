@@ -186,8 +186,8 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	}
 	in := &torRun{date: "2026-12-01 01:40 UTC", commit: "abc1234", loadBefore: "1.0 2.0 3.0", loadAfter: "1.5 2.0 3.0", command: "go test",
 		figures: []string{
-			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ sum of the three one-hop echoes: 1.24× (median 160ms vs 50ms + 30ms + 48ms = 128ms; median of the per-round ratios 1.30×; the hops' own compute: median 687µs a message; 60 rounds)",
-			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (32 B, warm) ÷ sum of the three one-hop echoes: 1.05× (median 130ms vs 124ms)",
+			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ sum of the three one-hop pings on the chain's own streams: 1.24× (median 160ms vs 50ms + 30ms + 48ms = 128ms; median of the per-round ratios 1.30×; the hops' own compute: median 687µs a message; 60 rounds)",
+			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (32 B, warm) ÷ sum of the three one-hop pings on the chain's own streams: 1.05× (median 130ms vs 124ms)",
 		}}
 	if err := writeTor(path, in); err != nil {
 		t.Fatal(err)
@@ -201,26 +201,46 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 		t.Fatalf("read back %+v, wrote %+v", out, in)
 	}
 	tg, ok := torTarget(out)
-	if !ok || tg.met || !strings.HasPrefix(tg.measured, "1.24×") || !strings.Contains(tg.why, "by 32ms") || !strings.Contains(tg.why, "is 687µs") {
-		t.Fatalf("target %+v, %v: want 1.24×, not met, with a reason", tg, ok)
+	if !ok || tg.met || !strings.HasPrefix(tg.measured, "1.24×") || !strings.Contains(tg.measured, "per-round ratios: 1.30×") ||
+		!strings.Contains(tg.why, "by 32ms") || !strings.Contains(tg.why, "is 687µs") {
+		t.Fatalf("target %+v, %v: want 1.24×, the per-round ratio, not met, with a reason", tg, ok)
+	}
+	// A figure of the old form (echoes on streams of their own) is not the
+	// target.
+	old := strings.Replace(in.figures[0], "pings on the chain's own streams", "echoes", 1)
+	if _, ok := torTarget(&torRun{figures: []string{old}}); ok {
+		t.Fatal("a target from the old figure, whose denominator is on other streams")
 	}
 	// With the leg-by-leg figure, the reason says which legs agree with
 	// their echo and which do not, from the figure's numbers.
 	legs := in.figures[0][:strings.Index(in.figures[0], "3-hop")] +
-		"3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the one-hop echo to the same onion from the same tor: hop 1 95.593ms vs 95.857ms, hop 2 53.803ms vs 13.061ms, hop 3 16.505ms vs 15.871ms (medians)"
+		"3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 95.593ms vs 95.857ms, hop 2 53.803ms vs 13.061ms, hop 3 16.505ms vs 48.871ms (medians)"
 	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)})
-	for _, want := range []string{"hop 2 53.8ms vs 13.1ms", "on leg 1 (-300µs), 3 (+600µs)", "on leg 2 (+41ms)"} {
+	for _, want := range []string{"hop 2 53.8ms vs 13.1ms", "within 3ms of each other on leg 1 (-300µs)", "slower than the ping on the same stream by more than a hop's compute and framing could make on leg 2 (+41ms)",
+		"faster than the ping on the same stream on leg 3 (-32ms)", "tens of milliseconds apart"} {
 		if !strings.Contains(tg.why, want) {
 			t.Fatalf("reason %q lacks %q", tg.why, want)
 		}
+	}
+	// With the raw chain, the reason gives what tor itself made of it.
+	chain := "TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): 1.10× (160ms vs 145.5ms; the raw chain ÷ the sum of the pings on the chain's own streams: 1.14×)"
+	one := "TestIntegrationTorOverhead/throughput: 1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the ping on the same stream, in the same rounds: 0.95× (medians 86.706ms vs 90.964ms; 20 rounds)"
+	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), chain, one)})
+	if !strings.Contains(tg.why, "145.5ms, 1.14× the sum of the same pings, and the round trip is 1.10× that raw chain") ||
+		!strings.Contains(tg.why, "the ping on the same stream: 0.95× (86.706ms vs 90.964ms)") {
+		t.Fatalf("reason %q lacks the raw chain or the one-hop figure", tg.why)
 	}
 	in.figures = in.figures[1:] // no 1 KiB figure: no target
 	if _, ok := torTarget(in); ok {
 		t.Fatal("a target from a run without the 1 KiB figure")
 	}
 	in.figures[0] = strings.Replace(in.figures[0], "32 B", "1024 B", 1)
-	if tg, ok := torTarget(in); !ok || !tg.met {
+	if tg, ok := torTarget(in); !ok || !tg.met || strings.Contains(tg.measured, "leg by leg") {
 		t.Fatalf("1.05× should meet ≤ 1.15×: %+v", tg)
+	}
+	// Met, but with legs apart from their pings: the cell says so.
+	if tg, _ := torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)}); !tg.met || !strings.Contains(tg.measured, "leg by leg the chain and the pings") {
+		t.Fatalf("met with legs apart: %+v", tg)
 	}
 	var b strings.Builder
 	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)

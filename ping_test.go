@@ -1,0 +1,219 @@
+package ghostcomm_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/torctl/tortest"
+)
+
+// heldSource is a NodeSource whose nodes the test holds, to call their
+// methods (a Primary keeps its own nodes to itself).
+type heldSource struct {
+	net   *tortest.Network
+	count int
+	cfg   ghostcomm.NodeConfig
+
+	mu    sync.Mutex
+	nodes map[string]*ghostcomm.Node // by service id
+}
+
+func (s *heldSource) CycleNodes(ctx context.Context, c *ghostcomm.Cycle) (ghostcomm.CycleNodes, error) {
+	var held heldNodes
+	for range s.count {
+		nc := s.cfg
+		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
+		n, err := ghostcomm.NewNode(ctx, s.net.Controller(), s.net.Dialer(), nc)
+		if err != nil {
+			return nil, errors.Join(err, held.Close())
+		}
+		held = append(held, n)
+		s.mu.Lock()
+		if s.nodes == nil {
+			s.nodes = map[string]*ghostcomm.Node{}
+		}
+		s.nodes[n.Onion().ServiceID] = n
+		s.mu.Unlock()
+	}
+	return held, nil
+}
+
+func (s *heldSource) node(o ghostcomm.Onion) *ghostcomm.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodes[o.ServiceID]
+}
+
+type heldNodes []*ghostcomm.Node
+
+func (h heldNodes) Infos() []ghostcomm.NodeInfo {
+	var infos []ghostcomm.NodeInfo
+	for _, n := range h {
+		infos = append(infos, n.Info())
+	}
+	return infos
+}
+
+func (h heldNodes) Start(_ context.Context, peers []ghostcomm.NodeInfo) error {
+	for _, n := range h {
+		if err := n.SetPeers(peers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h heldNodes) Close() error {
+	var errs []error
+	for _, n := range h {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// silencer wraps the fake Tor's connections so that the test can make them
+// drop everything written on them from one moment on, as a circuit that
+// died without closing would.
+type silencer struct{ on atomic.Bool }
+
+type silentConn struct {
+	net.Conn
+	s *silencer
+}
+
+func (c silentConn) Write(b []byte) (int, error) {
+	if c.s.on.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (s *silencer) wrap(_ string, c net.Conn) net.Conn { return silentConn{c, s} }
+
+// Client.Ping and Node.Ping measure the streams a message took, hop by
+// hop: the client's stream to the first hop and each hop's stream to the
+// next. No ping dials (the fake Tor counts every dial to every onion), and
+// messages after the pings still take the same streams. Catches a ping
+// that opens a stream of its own, which over Tor would measure another
+// circuit than the messages'.
+func TestPingMeasuresTheMessagesStreams(t *testing.T) {
+	src := &heldSource{count: 3}
+	n := tortest.NewNetwork(tortest.Config{})
+	src.net = n
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Send(ctx, []byte("first"))
+	if err != nil || !res.Verified || len(res.Route) != 3 {
+		t.Fatalf("Send: %v", err)
+	}
+	route := res.Route
+	dials := func() (d [3]tortest.OnionStats, nd [3]uint64) {
+		for i, hop := range route {
+			d[i] = n.Stats(hop.Onion.ServiceID)
+			nd[i] = src.node(hop.Onion).Stats().Dials
+		}
+		return
+	}
+	before, nodeBefore := dials()
+	for range 3 {
+		if rtt, err := c.Ping(ctx, route[0].Onion); err != nil || rtt <= 0 {
+			t.Fatalf("Client.Ping of hop 1: %v, %v", rtt, err)
+		}
+		for i := range 2 {
+			rtt, err := src.node(route[i].Onion).Ping(ctx, route[i+1].Onion)
+			if err != nil || rtt <= 0 {
+				t.Fatalf("hop %d: Node.Ping of hop %d: %v, %v", i+1, i+2, rtt, err)
+			}
+		}
+	}
+	after, nodeAfter := dials()
+	if after != before || nodeAfter != nodeBefore {
+		t.Fatalf("pings dialed: dials to each hop %+v, then %+v; each hop's own dials %v, then %v", before, after, nodeBefore, nodeAfter)
+	}
+	for i := range 3 {
+		if after[i].Open != 1 {
+			t.Errorf("hop %d: %d streams open to it; want 1", i+1, after[i].Open)
+		}
+	}
+}
+
+// A ping on a stream that has gone silent ends within its deadline: the
+// caller's own (context.DeadlineExceeded), or, with none, the I/O timeout
+// (ErrHopUnreachable: the stream is judged dead). A cancelled ping matches
+// context.Canceled; after Close, ErrClosed. Catches a ping that waits for
+// ever on a dead circuit, and errors a caller cannot match.
+func TestPingDeadStream(t *testing.T) {
+	const io = 300 * time.Millisecond
+	src := &heldSource{count: 2, cfg: ghostcomm.NodeConfig{IOTimeout: io}}
+	n := tortest.NewNetwork(tortest.Config{})
+	src.net = n
+	defer n.Close()
+	var quiet silencer
+	n.SetWrapConn(quiet.wrap)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := ghostcomm.NewClient(n.Dialer(), p.Invite(nil), ghostcomm.ClientConfig{IOTimeout: io})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Send(ctx, []byte("first"))
+	if err != nil || len(res.Route) != 2 {
+		t.Fatalf("Send: %v", err)
+	}
+	first, second := res.Route[0].Onion, res.Route[1].Onion
+	node := src.node(first)
+
+	quiet.on.Store(true)
+	short, cancelShort := context.WithTimeout(ctx, io/3)
+	_, err = c.Ping(short, first)
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Client.Ping with a deadline, silent stream: %v; want context.DeadlineExceeded", err)
+	}
+	start := time.Now()
+	_, err = node.Ping(ctx, second)
+	if took := time.Since(start); !errors.Is(err, ghostcomm.ErrHopUnreachable) || took > 10*io {
+		t.Fatalf("Node.Ping, silent stream: %v after %v; want ErrHopUnreachable after about the I/O timeout (%v)", err, took, io)
+	}
+
+	cctx, cancelNow := context.WithCancel(ctx)
+	cancelNow()
+	if _, err := c.Ping(cctx, first); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Client.Ping: %v; want context.Canceled", err)
+	}
+	quiet.on.Store(false)
+	if _, err := c.Ping(ctx, first); err != nil {
+		t.Fatalf("Client.Ping once the stream answers again: %v", err)
+	}
+	c.Close()
+	if _, err := c.Ping(ctx, first); !errors.Is(err, ghostcomm.ErrClosed) {
+		t.Fatalf("Client.Ping after Close: %v; want ErrClosed", err)
+	}
+	node.Close()
+	if _, err := node.Ping(ctx, second); !errors.Is(err, ghostcomm.ErrClosed) {
+		t.Fatalf("Node.Ping after Close: %v; want ErrClosed", err)
+	}
+}
