@@ -321,9 +321,9 @@ func TestPoolWritesFrameAtOnce(t *testing.T) {
 	if _, err := p.Ping(ctx, addr); err != nil {
 		t.Fatal(err)
 	}
-	// A frame over maxGather is written as its parts, uncopied.
-	big := bytes.Repeat([]byte("b"), maxGather)
-	if h, body, err := p.RoundTrip(ctx, addr, wire.Message, [][]byte{[]byte("x"), big}); err != nil || h.Type != wire.Reply || len(body) != maxGather+1 {
+	// A frame over wire.CoalesceMax is written as its header and parts, uncopied.
+	big := bytes.Repeat([]byte("b"), wire.CoalesceMax)
+	if h, body, err := p.RoundTrip(ctx, addr, wire.Message, [][]byte{[]byte("x"), big}); err != nil || h.Type != wire.Reply || len(body) != wire.CoalesceMax+1 {
 		t.Fatalf("RoundTrip of a large frame: %v %v, %d bytes", err, h.Type, len(body))
 	}
 	mu.Lock()
@@ -333,7 +333,7 @@ func TestPoolWritesFrameAtOnce(t *testing.T) {
 	}
 	conns[0].mu.Lock()
 	defer conns[0].mu.Unlock()
-	if want := []int{wire.HeaderSize + 2010, wire.HeaderSize, wire.HeaderSize, 1, maxGather}; !slices.Equal(conns[0].writes, want) {
-		t.Fatalf("writes of %v bytes; want %v (each frame of up to %d bytes in one write, a larger one as its parts)", conns[0].writes, want, maxGather)
+	if want := []int{wire.HeaderSize + 2010, wire.HeaderSize, wire.HeaderSize, 1, wire.CoalesceMax}; !slices.Equal(conns[0].writes, want) {
+		t.Fatalf("writes of %v bytes; want %v (each frame of up to %d bytes in one write, a larger one as its parts)", conns[0].writes, want, wire.CoalesceMax)
 	}
 }

@@ -592,7 +592,7 @@ func (m *mux) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) (wir
 		return wire.Header{}, nil, m.error()
 	}
 	m.c.SetWriteDeadline(time.Now().Add(m.p.cfg.IOTimeout))
-	err := m.writeFrame(typ, id, parts)
+	err := wire.WriteFrame(m.c, typ, id, parts...) // one Write for a frame of up to wire.CoalesceMax
 	<-m.wsem
 	if err != nil {
 		// A half-written frame leaves the stream unusable.
@@ -609,40 +609,6 @@ func (m *mux) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) (wir
 		forget()
 		return wire.Header{}, nil, ctx.Err()
 	}
-}
-
-// maxGather is the largest frame that writeFrame copies into one buffer to
-// write it at once.
-const maxGather = wire.Chunk
-
-// gatherBufs holds buffers for writeFrame, up to maxGather bytes each.
-var gatherBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// writeFrame writes a frame on the stream. net.Buffers gathers the header
-// and parts into one writev only on a *net.TCPConn (or another of the net
-// package's own types); on any other stream, such as the SOCKS connection a
-// Tor dialer returns, it writes them one by one, and tor may send each write
-// as cells of its own (TestIntegrationTorOverhead's raw echoes compare the
-// same 2 KiB written at once and in four writes on one stream of the
-// private network). So a frame of up to maxGather bytes is copied into one
-// buffer and written at once; a larger one is written as its parts.
-func (m *mux) writeFrame(typ wire.Type, id uint32, parts [][]byte) error {
-	n := wire.HeaderSize
-	for _, p := range parts {
-		n += len(p)
-	}
-	if _, tcp := m.c.(*net.TCPConn); tcp || n > maxGather {
-		return wire.WriteFrame(m.c, typ, id, parts...)
-	}
-	bp := gatherBufs.Get().(*[]byte)
-	b := wire.Header{Type: typ, ID: id, Len: uint32(n - wire.HeaderSize)}.Append((*bp)[:0])
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	_, err := m.c.Write(b)
-	*bp = b[:0]
-	gatherBufs.Put(bp)
-	return err
 }
 
 // nextIDLocked returns a stream id for a request or a ping: never 0, which
