@@ -23,15 +23,20 @@ import (
 )
 
 // overheadRounds is how many interleaved rounds TestIntegrationTorOverhead
-// measures (go test ./torctl -overhead.rounds=N; the report asks for more
-// than CI runs); throughputMsgs how many messages each throughput run sends,
-// with throughputWindow of them in flight at once.
-var overheadRounds = flag.Int("overhead.rounds", 5, "rounds of TestIntegrationTorOverhead")
-
-const (
-	throughputMsgs   = 300
-	throughputWindow = 16
+// measures (go test ./torctl -overhead.rounds=N), and overheadMsgs how many
+// messages each of its throughput runs sends (-overhead.msgs=N), with
+// throughputWindow of them in flight at once; overheadExtras adds the
+// figures beside the targets (-overhead.extras): pings on streams of their
+// own, raw echoes, a size sweep and a raw chain, four more onions and
+// their rounds. The report asks for all of it; the defaults keep the test
+// short in the suite.
+var (
+	overheadRounds = flag.Int("overhead.rounds", 3, "rounds of TestIntegrationTorOverhead")
+	overheadMsgs   = flag.Int("overhead.msgs", 100, "messages per throughput run of TestIntegrationTorOverhead")
+	overheadExtras = flag.Bool("overhead.extras", false, "TestIntegrationTorOverhead: also the figures beside the targets")
 )
+
+const throughputWindow = 16
 
 // pinger holds a stream to a node's onion on which it sends transport pings:
 // a one-hop echo through tor to the node's server, answered by its reader
@@ -223,6 +228,9 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		fromClient := map[ghostcomm.Onion]*pinger{}
 		fromService := map[ghostcomm.Onion]*pinger{}
 		for _, n := range res.Route {
+			if !*overheadExtras {
+				break
+			}
 			for _, side := range []struct {
 				d  *torctl.Dialer
 				to map[ghostcomm.Onion]*pinger
@@ -239,72 +247,24 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				side.to[n.Onion] = pg
 			}
 		}
-		// What tor itself makes of a frame: a raw echo through an onion of
-		// the same tors of a ping's 10 bytes and of a 1 KiB message's frame
-		// (about 2 KiB), on one stream; and the same 2 KiB through an onion
-		// whose server, like a node, answers only once the whole message
-		// has arrived.
 		// Tor's own cost of a chain: three raw echo servers behind onions
 		// of the service tor, each of which, as a node does, answers once
 		// the next has answered (dialed through the service tor), the
 		// first dialed from the client's tor: the chain's shape, with no
 		// ghostcomm in it.
-		chain, err := e.dialer.DialContext(ctx, "tcp", nestedEcho(t, ctx, e.ctrl, e.selfDial, 3, 2<<10).Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer chain.Close()
+		var chain net.Conn
 		chainMsg := bytes.Repeat([]byte("c"), 2<<10)
-		if err := echo(chain, chainMsg); err != nil { // warm
-			t.Fatal(err)
-		}
-		_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
-		_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
-		small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
-		var echoSmall, echoLarge, echoWhole, echoParts []time.Duration
-		sweep := []int{32, 498, 499, 997}
-		sweepMsg := bytes.Repeat([]byte("w"), slices.Max(sweep))
-		echoSweep := make([][]time.Duration, len(sweep))
-		for range *overheadRounds {
-			for _, m := range []struct {
-				c   net.Conn
-				msg []byte
-				to  *[]time.Duration
-			}{{ec, small, &echoSmall}, {ec, large, &echoLarge}, {wc, large, &echoWhole}} {
-				s := time.Now()
-				if err := echo(m.c, m.msg); err != nil {
-					t.Fatal(err)
-				}
-				*m.to = append(*m.to, time.Since(s))
-			}
-			// The same 2 KiB, answered once whole, written as a frame's
-			// header and parts would be one by one (10, 8, 800 bytes,
-			// the rest) where net.Buffers cannot gather them (a SOCKS
-			// stream is no *net.TCPConn): the pool writes a frame at
-			// once for this.
-			s := time.Now()
-			if err := echoWrites(wc, large, wire.HeaderSize, wire.HeaderSize+8, wire.HeaderSize+8+800); err != nil {
+		if *overheadExtras {
+			rawEchoes(t, ctx, e)
+			chain, err = e.dialer.DialContext(ctx, "tcp", nestedEcho(t, ctx, e.ctrl, e.selfDial, 3, 2<<10).Addr())
+			if err != nil {
 				t.Fatal(err)
 			}
-			echoParts = append(echoParts, time.Since(s))
-			// A size sweep on the same stream, around one and two of
-			// tor's cells (498 data bytes each).
-			for i, n := range sweep {
-				s := time.Now()
-				if err := echo(ec, sweepMsg[:n]); err != nil {
-					t.Fatal(err)
-				}
-				echoSweep[i] = append(echoSweep[i], time.Since(s))
+			defer chain.Close()
+			if err := echo(chain, chainMsg); err != nil { // warm
+				t.Fatal(err)
 			}
 		}
-		testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v; on that stream, in the same rounds, the same 2 KiB written in four writes (10, 8, 800 B, the rest) %v",
-			*overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
-			median(echoWhole).Round(time.Microsecond), median(echoParts).Round(time.Microsecond))
-		var sw []string
-		for i, n := range sweep {
-			sw = append(sw, fmt.Sprintf("%d B %v", n, median(echoSweep[i]).Round(time.Microsecond)))
-		}
-		testnet.Figure(t, "raw echo by size on the same stream, in the same rounds (tor's cell carries 498 bytes; medians): %s", strings.Join(sw, ", "))
 
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
@@ -352,6 +312,9 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					sum += d
 				}
 				for i, n := range res.Route {
+					if !*overheadExtras {
+						break
+					}
 					pg := fromService[n.Onion]
 					if i == 0 {
 						pg = fromClient[n.Onion]
@@ -365,24 +328,28 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					}
 					own[i] = append(own[i], d)
 				}
-				s := time.Now()
-				if err := echo(chain, chainMsg); err != nil {
-					t.Fatalf("raw chain: %v", err)
+				if *overheadExtras {
+					s := time.Now()
+					if err := echo(chain, chainMsg); err != nil {
+						t.Fatalf("raw chain: %v", err)
+					}
+					raw = append(raw, time.Since(s))
 				}
-				raw = append(raw, time.Since(s))
 				trips = append(trips, res.RoundTrip)
 				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
 				n := len(trips) - 1
-				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v; on streams of their own %v %v %v; raw chain %v",
+				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v",
 					size, n+1, res.RoundTrip.Round(100*time.Microsecond),
 					legs[0][n].Round(100*time.Microsecond), legs[1][n].Round(100*time.Microsecond), legs[2][n].Round(100*time.Microsecond),
-					same[0][n].Round(100*time.Microsecond), same[1][n].Round(100*time.Microsecond), same[2][n].Round(100*time.Microsecond),
-					own[0][n].Round(100*time.Microsecond), own[1][n].Round(100*time.Microsecond), own[2][n].Round(100*time.Microsecond),
-					raw[n].Round(100*time.Microsecond))
+					same[0][n].Round(100*time.Microsecond), same[1][n].Round(100*time.Microsecond), same[2][n].Round(100*time.Microsecond))
+				if *overheadExtras {
+					t.Logf("%d B round %d: pings on streams of their own %v %v %v; raw chain %v", size, n+1,
+						own[0][n].Round(100*time.Microsecond), own[1][n].Round(100*time.Microsecond), own[2][n].Round(100*time.Microsecond),
+						raw[n].Round(100*time.Microsecond))
+				}
 			}
 			r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 			medSum := median(same[0]) + median(same[1]) + median(same[2])
-			medOwn := median(own[0]) + median(own[1]) + median(own[2])
 			slices.Sort(ratios)
 			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop pings on the chain's own streams: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
 				size, float64(median(trips))/float64(medSum), r(median(trips)),
@@ -391,6 +358,10 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
 				size, r(median(legs[0])), r(median(same[0])), r(median(legs[1])), r(median(same[1])),
 				r(median(legs[2])), r(median(same[2])))
+			if !*overheadExtras {
+				continue
+			}
+			medOwn := median(own[0]) + median(own[1]) + median(own[2])
 			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of three one-hop pings on streams of their own (from the same tors to the same onions, in the same rounds): %.2f× (%v vs %v + %v + %v = %v)",
 				size, float64(median(trips))/float64(medOwn), r(median(trips)),
 				r(median(own[0])), r(median(own[1])), r(median(own[2])), r(medOwn))
@@ -453,7 +424,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		slices.Sort(node)
 		slices.Sort(raw)
 		testnet.Figure(t, "one node's throughput over tor ÷ raw echo service on the same tor (1 KiB, %d in flight, %d messages per run): %.2f (median of 3 runs: %.0f vs %.0f msg/s; runs: %.0f / %.0f msg/s)",
-			throughputWindow, throughputMsgs, node[1]/raw[1], node[1], raw[1], node, raw)
+			throughputWindow, *overheadMsgs, node[1]/raw[1], node[1], raw[1], node, raw)
 	})
 }
 
@@ -538,13 +509,13 @@ func echoWrites(c net.Conn, msg []byte, cuts ...int) error {
 	return nil
 }
 
-// ghostThroughput sends throughputMsgs messages through client with
+// ghostThroughput sends overheadMsgs messages through client with
 // throughputWindow senders and returns messages per second.
 func ghostThroughput(ctx context.Context, client *ghostcomm.Client, msg []byte) (float64, error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, throughputWindow)
-	work := make(chan struct{}, throughputMsgs)
-	for range throughputMsgs {
+	work := make(chan struct{}, *overheadMsgs)
+	for range *overheadMsgs {
 		work <- struct{}{}
 	}
 	close(work)
@@ -570,10 +541,10 @@ func ghostThroughput(ctx context.Context, client *ghostcomm.Client, msg []byte) 
 		return 0, err
 	default:
 	}
-	return throughputMsgs / took.Seconds(), nil
+	return float64(*overheadMsgs) / took.Seconds(), nil
 }
 
-// echoThroughput writes throughputMsgs copies of msg on c, never more than
+// echoThroughput writes overheadMsgs copies of msg on c, never more than
 // throughputWindow ahead of what has come back, reads them all back and
 // returns messages per second.
 func echoThroughput(c net.Conn, msg []byte) (float64, error) {
@@ -584,7 +555,7 @@ func echoThroughput(c net.Conn, msg []byte) (float64, error) {
 	defer close(done)
 	start := time.Now()
 	go func() {
-		for range throughputMsgs {
+		for range *overheadMsgs {
 			select {
 			case window <- struct{}{}:
 			case <-done:
@@ -599,7 +570,7 @@ func echoThroughput(c net.Conn, msg []byte) (float64, error) {
 		werr <- nil
 	}()
 	got := make([]byte, len(msg))
-	for range throughputMsgs {
+	for range *overheadMsgs {
 		if _, err := io.ReadFull(c, got); err != nil {
 			return 0, err
 		}
@@ -612,7 +583,7 @@ func echoThroughput(c net.Conn, msg []byte) (float64, error) {
 	if err := <-werr; err != nil {
 		return 0, err
 	}
-	return throughputMsgs / took.Seconds(), nil
+	return float64(*overheadMsgs) / took.Seconds(), nil
 }
 
 // wholeEchoServer listens on 127.0.0.1 and, on every connection, reads n
@@ -658,4 +629,59 @@ func wholeEchoServer(t *testing.T, n int) string {
 		}
 	})
 	return l.Addr().String()
+}
+
+// rawEchoes reports what tor itself makes of a frame: a raw echo through an
+// onion of the same tors of a ping's 10 bytes and of a 1 KiB message's frame
+// (about 2 KiB), on one stream, and the same 2 KiB through an onion whose
+// server, like a node, answers only once the whole message has arrived; the
+// same 2 KiB written in four writes; and a size sweep around tor's cells.
+func rawEchoes(t *testing.T, ctx context.Context, e *env) {
+	_, ec := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
+	_, wc := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{Target: wholeEchoServer(t, 2<<10)})
+	small, large := bytes.Repeat([]byte("s"), wire.HeaderSize), bytes.Repeat([]byte("l"), 2<<10)
+	var echoSmall, echoLarge, echoWhole, echoParts []time.Duration
+	sweep := []int{32, 498, 499, 997}
+	sweepMsg := bytes.Repeat([]byte("w"), slices.Max(sweep))
+	echoSweep := make([][]time.Duration, len(sweep))
+	for range *overheadRounds {
+		for _, m := range []struct {
+			c   net.Conn
+			msg []byte
+			to  *[]time.Duration
+		}{{ec, small, &echoSmall}, {ec, large, &echoLarge}, {wc, large, &echoWhole}} {
+			s := time.Now()
+			if err := echo(m.c, m.msg); err != nil {
+				t.Fatal(err)
+			}
+			*m.to = append(*m.to, time.Since(s))
+		}
+		// The same 2 KiB, answered once whole, written as a frame's
+		// header and parts would be one by one (10, 8, 800 bytes,
+		// the rest) where net.Buffers cannot gather them (a SOCKS
+		// stream is no *net.TCPConn): the pool writes a frame at
+		// once for this.
+		s := time.Now()
+		if err := echoWrites(wc, large, wire.HeaderSize, wire.HeaderSize+8, wire.HeaderSize+8+800); err != nil {
+			t.Fatal(err)
+		}
+		echoParts = append(echoParts, time.Since(s))
+		// A size sweep on the same stream, around one and two of
+		// tor's cells (498 data bytes each).
+		for i, n := range sweep {
+			s := time.Now()
+			if err := echo(ec, sweepMsg[:n]); err != nil {
+				t.Fatal(err)
+			}
+			echoSweep[i] = append(echoSweep[i], time.Since(s))
+		}
+	}
+	testnet.Figure(t, "raw echo through one onion on one stream (%d rounds, medians): %d B %v, 2 KiB %v, 2 KiB answered once whole %v; on that stream, in the same rounds, the same 2 KiB written in four writes (10, 8, 800 B, the rest) %v",
+		*overheadRounds, wire.HeaderSize, median(echoSmall).Round(time.Microsecond), median(echoLarge).Round(time.Microsecond),
+		median(echoWhole).Round(time.Microsecond), median(echoParts).Round(time.Microsecond))
+	var sw []string
+	for i, n := range sweep {
+		sw = append(sw, fmt.Sprintf("%d B %v", n, median(echoSweep[i]).Round(time.Microsecond)))
+	}
+	testnet.Figure(t, "raw echo by size on the same stream, in the same rounds (tor's cell carries 498 bytes; medians): %s", strings.Join(sw, ", "))
 }

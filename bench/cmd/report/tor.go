@@ -33,7 +33,7 @@ func runTor(commit string, w io.Writer) (*torRun, error) {
 	path := f.Name()
 	f.Close()
 	defer os.Remove(path)
-	args := []string{"test", "-run", torTest, "-count", "1", "-v", "-timeout", "15m", "./torctl", "-overhead.rounds=60"}
+	args := []string{"test", "-run", torTest, "-count", "1", "-v", "-timeout", "15m", "./torctl", "-overhead.rounds=60", "-overhead.msgs=300", "-overhead.extras"}
 	tr := &torRun{date: time.Now().UTC().Format("2006-01-02 15:04 MST"), commit: commit,
 		command: "cd .. && GHOSTCOMM_TOR_TESTS=required GHOSTCOMM_FIGURES=figures.txt go " + strings.Join(args, " ")}
 	cmd := exec.Command("go", args...)
