@@ -26,8 +26,9 @@ import (
 // network on 127.0.0.1: a Primary in one process with a tor of its own
 // (-tor launch), send and fetch in others through a different tor. It
 // checks a verified answer, the same invite after a restart with the same
-// state directory (the old invite still works), client authorization, and
-// that SIGTERM leaves neither an onion nor a tor process behind.
+// state directory (the old invite still works), and that SIGTERM leaves
+// neither an onion nor a tor process behind. TestEndToEndClientAuth checks
+// client authorization beside it.
 func TestEndToEnd(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
 	t.Parallel()                           // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
@@ -125,11 +126,30 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("the system tor did not survive the Primary: %v", err)
 	}
 	gc(nil, exitRetry, "fetch", "-timeout", "10s", "-invite", invite)
+}
 
-	// 3. Client authorization: refused without the key, answered with it;
-	// this Primary speaks the sealed protocol (chain form).
+// TestEndToEndClientAuth runs a Primary with client authorization
+// (-client-auth 1) that speaks the sealed protocol (chain form), on a
+// running tor (-tor system), and send and fetch as separate processes
+// through another tor: refused without the key (exit 3), answered with it.
+func TestEndToEndClientAuth(t *testing.T) {
+	testnet.SkipUnlessAvailable(t)
+	t.Parallel()                           // beside the other end-to-end tests: all wait on tor
+	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testnet.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	service, sender := n.Clients()[0], n.Clients()[1]
+	via := []string{"-socks", sender.SocksAddr, "-control", sender.ControlAddr, "-cookie", sender.CookiePath}
+	gc := func(stdin []byte, code int, cmd string, args ...string) []byte {
+		t.Helper()
+		return runGC(t, ctx, bin, stdin, code, append(append([]string{cmd}, via...), args...)...)
+	}
 	state2 := filepath.Join(t.TempDir(), "state2")
-	p = startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-protocol", "sealed", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
+	p := startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-protocol", "sealed", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
 	name, authInvite, _ := strings.Cut(p.line(t, ctx), " ")
 	if name != "client-1" {
 		t.Fatalf("client invite line %q %q", name, authInvite)
@@ -141,7 +161,8 @@ func TestEndToEnd(t *testing.T) {
 	noKey := inv
 	noKey.ClientAuthKey = nil
 	gc(nil, exitRetry, "send", "-timeout", "10s", "-invite", noKey.String(), "hello")
-	out = gc(nil, 0, "send", "--json", "-invite", authInvite, "hello")
+	out := gc(nil, 0, "send", "--json", "-invite", authInvite, "hello")
+	var res sendResult
 	if err := json.Unmarshal(out, &res); err != nil || !res.Verified {
 		t.Fatalf("send with the client's key: %v\n%s", err, out)
 	}
