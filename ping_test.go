@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,70 +11,6 @@ import (
 	"github.com/ghostcomm/ghostcomm"
 	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
-
-// heldSource is a NodeSource whose nodes the test holds, to call their
-// methods (a Primary keeps its own nodes to itself).
-type heldSource struct {
-	net   *tortest.Network
-	count int
-	cfg   ghostcomm.NodeConfig
-
-	mu    sync.Mutex
-	nodes map[string]*ghostcomm.Node // by service id
-}
-
-func (s *heldSource) CycleNodes(ctx context.Context, c *ghostcomm.Cycle) (ghostcomm.CycleNodes, error) {
-	var held heldNodes
-	for range s.count {
-		nc := s.cfg
-		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
-		n, err := ghostcomm.NewNode(ctx, s.net.Controller(), s.net.Dialer(), nc)
-		if err != nil {
-			return nil, errors.Join(err, held.Close())
-		}
-		held = append(held, n)
-		s.mu.Lock()
-		if s.nodes == nil {
-			s.nodes = map[string]*ghostcomm.Node{}
-		}
-		s.nodes[n.Onion().ServiceID] = n
-		s.mu.Unlock()
-	}
-	return held, nil
-}
-
-func (s *heldSource) node(o ghostcomm.Onion) *ghostcomm.Node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nodes[o.ServiceID]
-}
-
-type heldNodes []*ghostcomm.Node
-
-func (h heldNodes) Infos() []ghostcomm.NodeInfo {
-	var infos []ghostcomm.NodeInfo
-	for _, n := range h {
-		infos = append(infos, n.Info())
-	}
-	return infos
-}
-
-func (h heldNodes) Start(_ context.Context, peers []ghostcomm.NodeInfo) error {
-	for _, n := range h {
-		if err := n.SetPeers(peers); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (h heldNodes) Close() error {
-	var errs []error
-	for _, n := range h {
-		errs = append(errs, n.Close())
-	}
-	return errors.Join(errs...)
-}
 
 // silencer wraps the fake Tor's connections so that the test can make them
 // drop everything written on them from one moment on, as a circuit that
@@ -103,9 +38,8 @@ func (s *silencer) wrap(_ string, c net.Conn) net.Conn { return silentConn{c, s}
 // that opens a stream of its own, which over Tor would measure another
 // circuit than the messages'.
 func TestPingMeasuresTheMessagesStreams(t *testing.T) {
-	src := &heldSource{count: 3}
 	n := tortest.NewNetwork(tortest.Config{})
-	src.net = n
+	src := &tortest.HeldSource{TC: n.Controller(), Dialer: n.Dialer(), Count: 3}
 	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -127,7 +61,7 @@ func TestPingMeasuresTheMessagesStreams(t *testing.T) {
 	dials := func() (d [3]tortest.OnionStats, nd [3]uint64) {
 		for i, hop := range route {
 			d[i] = n.Stats(hop.Onion.ServiceID)
-			nd[i] = src.node(hop.Onion).Stats().Dials
+			nd[i] = src.Node(hop.Onion).Stats().Dials
 		}
 		return
 	}
@@ -137,7 +71,7 @@ func TestPingMeasuresTheMessagesStreams(t *testing.T) {
 			t.Fatalf("Client.Ping of hop 1: %v, %v", rtt, err)
 		}
 		for i := range 2 {
-			rtt, err := src.node(route[i].Onion).Ping(ctx, route[i+1].Onion)
+			rtt, err := src.Node(route[i].Onion).Ping(ctx, route[i+1].Onion)
 			if err != nil || rtt <= 0 {
 				t.Fatalf("hop %d: Node.Ping of hop %d: %v, %v", i+1, i+2, rtt, err)
 			}
@@ -161,9 +95,8 @@ func TestPingMeasuresTheMessagesStreams(t *testing.T) {
 // ever on a dead circuit, and errors a caller cannot match.
 func TestPingDeadStream(t *testing.T) {
 	const io = 300 * time.Millisecond
-	src := &heldSource{count: 2, cfg: ghostcomm.NodeConfig{IOTimeout: io}}
 	n := tortest.NewNetwork(tortest.Config{})
-	src.net = n
+	src := &tortest.HeldSource{TC: n.Controller(), Dialer: n.Dialer(), Count: 2, Config: ghostcomm.NodeConfig{IOTimeout: io}}
 	defer n.Close()
 	var quiet silencer
 	n.SetWrapConn(quiet.wrap)
@@ -184,7 +117,7 @@ func TestPingDeadStream(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	first, second := res.Route[0].Onion, res.Route[1].Onion
-	node := src.node(first)
+	node := src.Node(first)
 
 	quiet.on.Store(true)
 	short, cancelShort := context.WithTimeout(ctx, io/3)

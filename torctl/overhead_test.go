@@ -3,8 +3,6 @@ package torctl_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"github.com/ghostcomm/ghostcomm/torctl"
 	"github.com/ghostcomm/ghostcomm/torctl/testnet"
+	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
 
 // overheadRounds is how many interleaved rounds TestIntegrationTorOverhead
@@ -61,80 +60,6 @@ func (p *pinger) ping() (time.Duration, error) {
 		return 0, fmt.Errorf("ping %d answered by %v id %d", p.id, h.Type, h.ID)
 	}
 	return time.Since(start), nil
-}
-
-// heldSource is a NodeSource that makes the cycle's nodes as a Primary's
-// local nodes would be (the same NodeConfig, DefaultProcessing), and keeps
-// them, so that the test can ask each for the round trip of its own streams
-// (Node.Ping), which a Primary's local nodes would keep to themselves.
-type heldSource struct {
-	tc     ghostcomm.TorController
-	dialer ghostcomm.Dialer
-	count  int
-	cfg    ghostcomm.NodeConfig
-
-	mu    sync.Mutex
-	nodes map[string]*ghostcomm.Node // by service id
-}
-
-func (s *heldSource) CycleNodes(ctx context.Context, c *ghostcomm.Cycle) (ghostcomm.CycleNodes, error) {
-	held := make(heldNodes, s.count)
-	errs := make([]error, s.count)
-	var wg sync.WaitGroup
-	for i := range held {
-		nc := s.cfg
-		nc.Processor = ghostcomm.DefaultProcessing(i, rand.Reader)
-		nc.NotBefore, nc.NotAfter, nc.Grace = c.NotBefore, c.NotAfter, c.Grace
-		wg.Go(func() { held[i], errs[i] = ghostcomm.NewNode(ctx, s.tc, s.dialer, nc) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, errors.Join(err, held.Close())
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.nodes == nil {
-		s.nodes = map[string]*ghostcomm.Node{}
-	}
-	for _, n := range held {
-		s.nodes[n.Onion().ServiceID] = n
-	}
-	return held, nil
-}
-
-func (s *heldSource) node(o ghostcomm.Onion) *ghostcomm.Node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nodes[o.ServiceID]
-}
-
-type heldNodes []*ghostcomm.Node
-
-func (h heldNodes) Infos() []ghostcomm.NodeInfo {
-	var infos []ghostcomm.NodeInfo
-	for _, n := range h {
-		infos = append(infos, n.Info())
-	}
-	return infos
-}
-
-func (h heldNodes) Start(_ context.Context, peers []ghostcomm.NodeInfo) error {
-	for _, n := range h {
-		if err := n.SetPeers(peers); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (h heldNodes) Close() error {
-	var errs []error
-	for _, n := range h {
-		if n != nil {
-			errs = append(errs, n.Close())
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // TestIntegrationTorOverhead measures what ghostcomm adds to what tor itself
@@ -192,7 +117,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			events[ev.Onion] = ev
 			evMu.Unlock()
 		}
-		src := &heldSource{tc: e.ctrl, dialer: e.selfDial, count: 3, cfg: ghostcomm.NodeConfig{Observer: observe}}
+		src := &tortest.HeldSource{TC: e.ctrl, Dialer: e.selfDial, Count: 3, Config: ghostcomm.NodeConfig{Observer: observe}}
 		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}, Period: time.Hour})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
@@ -216,7 +141,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			}
 			for _, b := range res.Route {
 				if a.Onion != b.Onion {
-					if _, err := src.node(a.Onion).Ping(ctx, b.Onion); err != nil {
+					if _, err := src.Node(a.Onion).Ping(ctx, b.Onion); err != nil {
 						t.Fatalf("%s to %s: %v", a.Onion.Addr(), b.Onion.Addr(), err)
 					}
 				}
@@ -303,7 +228,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					if i == 0 {
 						d, err = client.Ping(ctx, n.Onion)
 					} else {
-						d, err = src.node(res.Route[i-1].Onion).Ping(ctx, n.Onion)
+						d, err = src.Node(res.Route[i-1].Onion).Ping(ctx, n.Onion)
 					}
 					if err != nil {
 						t.Fatalf("ping hop %d on the chain's stream: %v", i+1, err)
