@@ -31,21 +31,9 @@ import (
 // client authorization beside it.
 func TestEndToEnd(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
-	t.Parallel()                           // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
-	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := testnet.Shared(t) // the network the test binaries of this run share
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	service, sender := n.Clients()[0], n.Clients()[1]
-	via := []string{"-socks", sender.SocksAddr, "-control", sender.ControlAddr, "-cookie", sender.CookiePath}
-	// gc runs "ghostcomm CMD" through the sender's tor.
-	gc := func(stdin []byte, code int, cmd string, args ...string) []byte {
-		t.Helper()
-		return runGC(t, ctx, bin, stdin, code, append(append([]string{cmd}, via...), args...)...)
-	}
+	t.Parallel() // beside TestRemoteNodesEndToEnd: both wait on tor, not on the CPU
+	e := newE2E(t, 10*time.Minute)
+	bin, n, ctx, service, via, gc := e.bin, e.n, e.ctx, e.service, e.via, e.gc
 
 	// 1. A Primary with its own tor.
 	state := filepath.Join(t.TempDir(), "state")
@@ -134,20 +122,9 @@ func TestEndToEnd(t *testing.T) {
 // through another tor: refused without the key (exit 3), answered with it.
 func TestEndToEndClientAuth(t *testing.T) {
 	testnet.SkipUnlessAvailable(t)
-	t.Parallel()                           // beside the other end-to-end tests: all wait on tor
-	bin, err := exec.LookPath("ghostcomm") // the copy TestMain put on PATH
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := testnet.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	service, sender := n.Clients()[0], n.Clients()[1]
-	via := []string{"-socks", sender.SocksAddr, "-control", sender.ControlAddr, "-cookie", sender.CookiePath}
-	gc := func(stdin []byte, code int, cmd string, args ...string) []byte {
-		t.Helper()
-		return runGC(t, ctx, bin, stdin, code, append(append([]string{cmd}, via...), args...)...)
-	}
+	t.Parallel() // beside the other end-to-end tests: all wait on tor
+	e := newE2E(t, 5*time.Minute)
+	bin, ctx, service, gc := e.bin, e.ctx, e.service, e.gc
 	state2 := filepath.Join(t.TempDir(), "state2")
 	p := startPrimary(t, bin, "-state", state2, "-nodes", "1", "-client-auth", "1", "-protocol", "sealed", "-control", service.ControlAddr, "-cookie", service.CookiePath, "-socks", service.SocksAddr)
 	name, authInvite, _ := strings.Cut(p.line(t, ctx), " ")
@@ -171,6 +148,40 @@ func TestEndToEndClientAuth(t *testing.T) {
 		t.Errorf("fetch --json of a sealed Primary's cycle does not say so:\n%s", out)
 	}
 	p.stop(t, syscall.SIGINT)
+}
+
+// e2e is what the end-to-end tests share: the ghostcomm binary TestMain
+// put on PATH, the private network the test binaries of this run share, a
+// ctx, the tor a Primary runs on with -tor system (service) and the one
+// send and fetch go through (via).
+type e2e struct {
+	bin     string
+	n       *testnet.Network
+	ctx     context.Context
+	service *testnet.Tor
+	via     []string
+	// gc runs "ghostcomm CMD" through the sender's tor and checks its
+	// exit code.
+	gc func(stdin []byte, code int, cmd string, args ...string) []byte
+}
+
+func newE2E(t *testing.T, timeout time.Duration) *e2e {
+	t.Helper()
+	bin, err := exec.LookPath("ghostcomm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testnet.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	sender := n.Clients()[1]
+	e := &e2e{bin: bin, n: n, ctx: ctx, service: n.Clients()[0],
+		via: []string{"-socks", sender.SocksAddr, "-control", sender.ControlAddr, "-cookie", sender.CookiePath}}
+	e.gc = func(stdin []byte, code int, cmd string, args ...string) []byte {
+		t.Helper()
+		return runGC(t, ctx, bin, stdin, code, append(append([]string{cmd}, e.via...), args...)...)
+	}
+	return e
 }
 
 // primaryProc is a running "ghostcomm primary".
