@@ -256,7 +256,36 @@ func (c *Client) authorize(ctx context.Context) error {
 	return nil
 }
 
+// fetch fetches and opens a payload. A stream to the Primary that breaks
+// before the answer (tor closed the circuit, the Primary's end went away)
+// is tried once more on a fresh one, as a message is, if ctx allows; if
+// that breaks too the error matches ErrOnionUnreachable (ActionRetry).
 func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
+	cy, err := c.fetchOnce(ctx)
+	if err != nil && errors.Is(err, errPrimaryStreamBroke) && errs.CtxEnded(ctx) == nil {
+		c.cfg.Logger.Debug("the stream to the primary broke; fetching again on a fresh one", "err", err)
+		cy, err = c.fetchOnce(ctx)
+	}
+	return cy, err
+}
+
+// errPrimaryStreamBroke marks a fetch whose stream broke before the answer.
+var errPrimaryStreamBroke = fmt.Errorf("%w: the stream to the primary broke before its answer", ErrOnionUnreachable)
+
+// streamBroke is err, the failure of a write or read on the stream to the
+// Primary: the caller's own cancel or deadline if that is what ended it, a
+// malformed or oversized frame as it is, and otherwise errPrimaryStreamBroke.
+func streamBroke(ctx context.Context, err error) error {
+	if cerr := errs.CtxEnded(ctx); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errPrimaryStreamBroke, err)
+}
+
+func (c *Client) fetchOnce(ctx context.Context) (*Cycle, error) {
 	if err := c.authorize(ctx); err != nil {
 		return nil, err
 	}
@@ -279,11 +308,11 @@ func (c *Client) fetch(ctx context.Context) (*Cycle, error) {
 		conn.SetDeadline(d)
 	}
 	if err := wire.WriteFrame(conn, wire.PayloadRequest, 1, req.marshal()); err != nil {
-		return nil, fmt.Errorf("ghostcomm: sending payload request: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("ghostcomm: sending payload request: %w", streamBroke(ctx, err))
 	}
 	h, body, err := wire.ReadFrame(conn, c.cfg.MaxFrameSize)
 	if err != nil {
-		return nil, fmt.Errorf("ghostcomm: reading payload: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("ghostcomm: reading payload: %w", streamBroke(ctx, err))
 	}
 	switch h.Type {
 	case wire.PayloadResponse:
@@ -791,13 +820,4 @@ func (c *Client) Close() error {
 	c.keyWiped = true
 	c.keyMu.Unlock()
 	return nil
-}
-
-// ctxErr is err, or the caller's own cancel or deadline (see errs.CtxEnded)
-// with err in its text.
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := errs.CtxEnded(ctx); cerr != nil {
-		return fmt.Errorf("%w (%v)", cerr, err)
-	}
-	return err
 }

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -685,5 +687,46 @@ func TestFetchDeadlineBeforeCtxDone(t *testing.T) {
 	}
 	if a := ghostcomm.ActionFor(err); a != ghostcomm.ActionRetry {
 		t.Errorf("ActionFor: %v, want ActionRetry", a)
+	}
+}
+
+// cutAfterWrite is a stream that the far end drops once the request is
+// written: every Read ends with io.EOF.
+type cutAfterWrite struct{ net.Conn }
+
+func (c cutAfterWrite) Read([]byte) (int, error) { return 0, io.EOF }
+
+// A stream to the Primary that breaks before the answer (tor closed the
+// circuit) is tried once more on a fresh one; if that breaks too, the error
+// says to retry (ErrOnionUnreachable), not to give up. Found by the
+// real-Tor soak: a fetch failed with "reading payload: EOF", an error
+// ActionFor classed as give up.
+func TestFetchStreamBrokenBeforeAnswer(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 2}, ghostcomm.ClientConfig{})
+	addr := tn.primary.Invite(nil).Primary.Addr()
+	var cuts atomic.Int32
+	cuts.Store(1)
+	tn.net.SetWrapConn(func(a string, c net.Conn) net.Conn {
+		if a == addr && cuts.Add(-1) >= 0 {
+			return cutAfterWrite{c}
+		}
+		return c
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := tn.primary.Invite(nil).Primary.ServiceID
+	before := tn.net.Stats(id).Dials
+	if _, err := tn.client.Fetch(ctx); err != nil {
+		t.Fatalf("Fetch with the first stream cut: %v", err)
+	}
+	if n := tn.net.Stats(id).Dials - before; n != 2 {
+		t.Errorf("%d dials of the Primary, want 2 (the cut one and a fresh one)", n)
+	}
+
+	cuts.Store(2)
+	_, err := tn.client.Fetch(ctx)
+	if !errors.Is(err, ghostcomm.ErrOnionUnreachable) || ghostcomm.ActionFor(err) != ghostcomm.ActionRetry {
+		t.Fatalf("Fetch with every stream cut: %v (%v), want ErrOnionUnreachable and ActionRetry", err, ghostcomm.ActionFor(err))
 	}
 }
