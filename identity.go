@@ -20,6 +20,7 @@ import (
 	pgp "github.com/ProtonMail/gopenpgp/v2/crypto"
 
 	"github.com/ghostcomm/ghostcomm/internal/layer"
+	"github.com/ghostcomm/ghostcomm/internal/names"
 	"github.com/ghostcomm/ghostcomm/internal/onionaddr"
 )
 
@@ -270,7 +271,7 @@ func (id *Identity) AddClient(name string, rnd io.Reader) (ClientKey, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if !validClientName(name) || slices.ContainsFunc(id.Clients, func(c ClientKey) bool { return c.Name == name }) {
+	if !names.Valid(name) || slices.ContainsFunc(id.Clients, func(c ClientKey) bool { return c.Name == name }) {
 		return ClientKey{}, fmt.Errorf("%w: %q", ErrClientName, name)
 	}
 	c := ClientKey{Name: name}
@@ -442,7 +443,7 @@ func parseIdentity(b []byte) (*Identity, error) {
 			if len(f) != 3 || f[0] != "client" {
 				return nil, corrupt(n, "expected client")
 			}
-			if !validClientName(f[1]) {
+			if !names.Valid(f[1]) {
 				return nil, corrupt(n, "bad client name")
 			}
 			if slices.ContainsFunc(id.Clients, func(c ClientKey) bool { return c.Name == f[1] }) {
@@ -490,16 +491,4 @@ func parseSigningKey(s string) (*pgp.Key, Fingerprint, error) {
 	}
 	defer kp.Wipe()
 	return k, kp.Fpr, nil
-}
-
-func validClientName(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/internal/names"
 )
 
 // nodesFile is the allow-list of remote nodes in a Primary's state
@@ -108,7 +109,7 @@ func parseNodeList(b []byte) ([]enrolledNode, error) {
 			if len(f) != 4 || f[0] != "node" {
 				return nil, corrupt(n, "expected node NAME KEY OPERATOR")
 			}
-			if !validName(f[1]) || !validName(f[3]) {
+			if !names.Valid(f[1]) || !names.Valid(f[3]) {
 				return nil, corrupt(n, "bad name or operator")
 			}
 			k, err := parseNodeKey(f[2])
@@ -128,19 +129,6 @@ func parseNodeList(b []byte) ([]enrolledNode, error) {
 		return nil, fmt.Errorf("%w: truncated (no end line)", errNodesCorrupt)
 	}
 	return nodes, nil
-}
-
-// validName: 1 to 64 of [A-Za-z0-9._-], as client names.
-func validName(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // readNodeList reads the allow-list of state directory dir: none when
@@ -242,7 +230,7 @@ func (e *env) nodes(args []string) error {
 		if *operator == "" {
 			*operator = name
 		}
-		if !validName(name) || !validName(*operator) {
+		if !names.Valid(name) || !names.Valid(*operator) {
 			return usageErrorf("nodes: a name and an operator label are 1 to 64 of A-Z a-z 0-9 . _ -")
 		}
 		if slices.ContainsFunc(list, func(n enrolledNode) bool { return n.name == name || n.key.Equal(k) }) {
