@@ -67,7 +67,9 @@ func median(ds []time.Duration) time.Duration {
 
 // echoServer listens on 127.0.0.1 and echoes every connection until the test
 // ends.
-func echoServer(t *testing.T) string {
+// testListener listens on 127.0.0.1:0 for the test; at its end the listener
+// is closed and the goroutines added to wg are waited for.
+func testListener(t *testing.T) (net.Listener, *sync.WaitGroup) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,6 +80,12 @@ func echoServer(t *testing.T) string {
 		l.Close()
 		wg.Wait()
 	})
+	return l, &wg
+}
+
+func echoServer(t *testing.T) string {
+	t.Helper()
+	l, wg := testListener(t)
 	wg.Go(func() {
 		for {
 			c, err := l.Accept()

@@ -364,16 +364,9 @@ func nestedEcho(t *testing.T, ctx context.Context, ctrl *torctl.Controller, d gh
 	var next ghostcomm.Onion
 	for k := depth; k >= 1; k-- {
 		to := next
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		t.Cleanup(func() {
-			l.Close()
-			wg.Wait()
-		})
+		l, wg := testListener(t)
 		var fwd net.Conn
+		var err error
 		if k < depth {
 			if fwd, err = d.DialContext(ctx, "tcp", to.Addr()); err != nil {
 				t.Fatalf("dial %s: %v", to.Addr(), err)
@@ -517,15 +510,7 @@ func echoThroughput(c net.Conn, msg []byte) (float64, error) {
 // connection, from createAndEcho, is answered as it comes.
 func wholeEchoServer(t *testing.T, n int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
+	l, wg := testListener(t)
 	wg.Go(func() {
 		for {
 			c, err := l.Accept()
