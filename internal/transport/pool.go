@@ -566,38 +566,13 @@ func (m *mux) checkLiveness(now time.Time) {
 
 func (m *mux) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) (wire.Header, []byte, error) {
 	ch := make(chan muxResult, 1)
-	m.mu.Lock()
-	if m.err != nil {
-		err := m.err
-		m.mu.Unlock()
-		return wire.Header{}, nil, err
-	}
-	id := m.nextIDLocked()
-	m.pending[id] = ch
-	m.lastUsed = time.Now()
-	m.mu.Unlock()
-	forget := func() {
-		m.mu.Lock()
-		delete(m.pending, id)
-		m.mu.Unlock()
-	}
-
-	select {
-	case m.wsem <- struct{}{}:
-	case <-ctx.Done():
-		forget()
-		return wire.Header{}, nil, ctx.Err()
-	case <-m.done:
-		forget()
-		return wire.Header{}, nil, m.error()
-	}
-	m.c.SetWriteDeadline(time.Now().Add(m.p.cfg.IOTimeout))
-	err := wire.WriteFrame(m.c, typ, id, parts...) // one Write for a frame of up to wire.CoalesceMax
-	<-m.wsem
+	forget, _, err := m.send(ctx, typ, parts, func(id uint32) func() {
+		m.pending[id] = ch
+		m.lastUsed = time.Now()
+		return func() { delete(m.pending, id) }
+	})
 	if err != nil {
-		// A half-written frame leaves the stream unusable.
-		m.fail(fmt.Errorf("%w: %v", ErrStreamLost, err))
-		return wire.Header{}, nil, m.error()
+		return wire.Header{}, nil, err
 	}
 	select {
 	case r, ok := <-ch:
@@ -609,6 +584,49 @@ func (m *mux) roundTrip(ctx context.Context, typ wire.Type, parts [][]byte) (wir
 		forget()
 		return wire.Header{}, nil, ctx.Err()
 	}
+}
+
+// send gives a fresh id to the waiter that register puts in place (called
+// with m.mu held; the func it returns takes the waiter away, also with m.mu
+// held), writes the frame typ with that id, and returns when the write
+// began and forget, which takes the waiter away. On an error the waiter is
+// gone: taken away, or failed with the stream. A frame that could not be
+// written whole fails the stream.
+func (m *mux) send(ctx context.Context, typ wire.Type, parts [][]byte, register func(id uint32) func()) (forget func(), start time.Time, err error) {
+	m.mu.Lock()
+	if m.err != nil {
+		err := m.err
+		m.mu.Unlock()
+		return nil, start, err
+	}
+	id := m.nextIDLocked()
+	unregister := register(id)
+	m.mu.Unlock()
+	forget = func() {
+		m.mu.Lock()
+		unregister()
+		m.mu.Unlock()
+	}
+
+	select {
+	case m.wsem <- struct{}{}:
+	case <-ctx.Done():
+		forget()
+		return nil, start, ctx.Err()
+	case <-m.done:
+		forget()
+		return nil, start, m.error()
+	}
+	start = time.Now()
+	m.c.SetWriteDeadline(start.Add(m.p.cfg.IOTimeout))
+	err = wire.WriteFrame(m.c, typ, id, parts...) // one Write for a frame of up to wire.CoalesceMax
+	<-m.wsem
+	if err != nil {
+		// A half-written frame leaves the stream unusable.
+		m.fail(fmt.Errorf("%w: writing a %v frame: %v", ErrStreamLost, typ, err))
+		return nil, start, m.error()
+	}
+	return forget, start, nil
 }
 
 // nextIDLocked returns a stream id for a request or a ping: never 0, which
@@ -625,39 +643,14 @@ func (m *mux) nextIDLocked() uint32 {
 // id: see Pool.Ping.
 func (m *mux) ping(ctx context.Context) (time.Duration, error) {
 	ch := make(chan time.Time, 1)
-	m.mu.Lock()
-	if m.err != nil {
-		err := m.err
-		m.mu.Unlock()
+	forget, start, err := m.send(ctx, wire.Ping, nil, func(id uint32) func() {
+		m.pongs[id] = ch // not lastUsed: a ping does not keep an idle stream open
+		return func() { delete(m.pongs, id) }
+	})
+	if err != nil {
 		return 0, err
 	}
-	id := m.nextIDLocked()
-	m.pongs[id] = ch
-	m.mu.Unlock()
-	forget := func() {
-		m.mu.Lock()
-		delete(m.pongs, id)
-		m.mu.Unlock()
-	}
-
-	select {
-	case m.wsem <- struct{}{}:
-	case <-ctx.Done():
-		forget()
-		return 0, ctx.Err()
-	case <-m.done:
-		forget()
-		return 0, m.error()
-	}
 	io := m.p.cfg.IOTimeout
-	start := time.Now()
-	m.c.SetWriteDeadline(start.Add(io))
-	err := wire.WriteFrame(m.c, wire.Ping, id)
-	<-m.wsem
-	if err != nil {
-		m.fail(fmt.Errorf("%w: ping: %v", ErrStreamLost, err))
-		return 0, m.error()
-	}
 	t := time.NewTimer(io)
 	defer t.Stop()
 	select {
