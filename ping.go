@@ -2,10 +2,16 @@ package ghostcomm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 )
+
+// MaxEcho is the most bytes Node.Echo and Client.Echo send.
+const MaxEcho = wire.MaxEcho - wire.EchoPrefix
 
 // Ping measures the stream the node's messages to the peer `to` take: it
 // sends one transport ping on that stream (the open one; one is opened, as
@@ -28,14 +34,51 @@ import (
 // opens a fresh one; or the dial failed, ErrOnionNotFound and
 // ErrOnionUnreachable matching as from the Dialer).
 func (n *Node) Ping(ctx context.Context, to Onion) (time.Duration, error) {
+	return n.Echo(ctx, to, 0, 0)
+}
+
+// Echo is Ping with a body: the ping carries out random bytes and the
+// peer's pong carries the first back of them back, so the figure is the
+// round trip of that stream for frames of chosen sizes each way (a ping
+// frame of 14+out bytes: its 10-byte header and 4 bytes that say how many
+// come back; a pong frame of 10+back). Tor carries a stream in cells of 498
+// bytes, and frames of several cells need not take the time a ping of one
+// does: Echo with the sizes of a message's frames times what that stream
+// costs the message. The peer reads the bytes and writes them back without
+// a handler, charging them to its memory bounds like a message's. Echo
+// with out and back both 0 is Ping.
+//
+// Errors are Ping's, and: ErrFrameTooLarge unless 0 <= back <= out <=
+// MaxEcho, with nothing sent; ErrBusy when the peer had no room for the
+// bytes, the stream left up; ErrHopUnreachable when the pong did not carry
+// the bytes asked for, the stream then judged broken.
+func (n *Node) Echo(ctx context.Context, to Onion, out, back int) (time.Duration, error) {
 	if n.closed.Load() {
 		return 0, fmt.Errorf("ghostcomm: ping: %w", ErrClosed)
 	}
-	rtt, err := n.pool.Ping(ctx, to.Addr())
+	body, err := echoBody(out, back)
+	if err != nil {
+		return 0, err
+	}
+	rtt, err := n.pool.Ping(ctx, to.Addr(), body, back)
 	if err != nil {
 		return 0, pingError(to, n.closed.Load(), err)
 	}
 	return rtt, nil
+}
+
+// echoBody returns out random bytes for an echo that asks for back of them
+// back (nil for 0), or ErrFrameTooLarge.
+func echoBody(out, back int) ([]byte, error) {
+	if back < 0 || back > out || out > MaxEcho {
+		return nil, fmt.Errorf("ghostcomm: echo of %d bytes, %d back (0 <= back <= out <= %d): %w", out, back, MaxEcho, ErrFrameTooLarge)
+	}
+	if out == 0 {
+		return nil, nil
+	}
+	body := make([]byte, out)
+	rand.Read(body)
+	return body, nil
 }
 
 // Ping measures the stream the client's messages to the first hop `to`
@@ -45,12 +88,22 @@ func (n *Node) Ping(ctx context.Context, to Onion) (time.Duration, error) {
 // ctx has no deadline), by ClientConfig.IOTimeout, and by Close. Its errors
 // are Node.Ping's.
 func (c *Client) Ping(ctx context.Context, to Onion) (time.Duration, error) {
+	return c.Echo(ctx, to, 0, 0)
+}
+
+// Echo is Ping with out random bytes to the first hop and the first back of
+// them back in its pong: see Node.Echo. Its errors are Node.Echo's.
+func (c *Client) Echo(ctx context.Context, to Onion, out, back int) (time.Duration, error) {
 	if err := c.closedErr("ping"); err != nil {
+		return 0, err
+	}
+	body, err := echoBody(out, back)
+	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	rtt, err := c.pool.Ping(ctx, to.Addr())
+	rtt, err := c.pool.Ping(ctx, to.Addr(), body, back)
 	if err != nil {
 		return 0, pingError(to, c.closed.Load(), err)
 	}

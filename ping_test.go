@@ -31,6 +31,29 @@ func (c silentConn) Write(b []byte) (int, error) {
 
 func (s *silencer) wrap(_ string, c net.Conn) net.Conn { return silentConn{c, s} }
 
+// byteCounter wraps the fake Tor's connections and counts the bytes the
+// dialing side writes and reads on them.
+type byteCounter struct{ wrote, read atomic.Int64 }
+
+type countedConn struct {
+	net.Conn
+	b *byteCounter
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.b.wrote.Add(int64(n))
+	return n, err
+}
+
+func (c countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.b.read.Add(int64(n))
+	return n, err
+}
+
+func (b *byteCounter) wrap(_ string, c net.Conn) net.Conn { return countedConn{c, b} }
+
 // Client.Ping and Node.Ping measure the streams a message took, hop by
 // hop: the client's stream to the first hop and each hop's stream to the
 // next. No ping dials (the fake Tor counts every dial to every onion), and
@@ -39,6 +62,8 @@ func (s *silencer) wrap(_ string, c net.Conn) net.Conn { return silentConn{c, s}
 // circuit than the messages'.
 func TestPingMeasuresTheMessagesStreams(t *testing.T) {
 	n := tortest.NewNetwork(tortest.Config{})
+	var count byteCounter
+	n.SetWrapConn(count.wrap)
 	src := &tortest.HeldSource{TC: n.Controller(), Dialer: n.Dialer(), Count: 3}
 	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -76,6 +101,30 @@ func TestPingMeasuresTheMessagesStreams(t *testing.T) {
 				t.Fatalf("hop %d: Node.Ping of hop %d: %v, %v", i+1, i+2, rtt, err)
 			}
 		}
+	}
+	// Echo sends its bytes on the same streams (no dial, checked below),
+	// and gets back as many as it asks for: three echoes, each a ping frame
+	// of 14+out bytes and a pong frame of 10+back.
+	const out, back = 3000, 700
+	wrote, read := count.wrote.Load(), count.read.Load()
+	if rtt, err := c.Echo(ctx, route[0].Onion, out, back); err != nil || rtt <= 0 {
+		t.Fatalf("Client.Echo of hop 1: %v, %v", rtt, err)
+	}
+	for i := range 2 {
+		if rtt, err := src.Node(route[i].Onion).Echo(ctx, route[i+1].Onion, out, back); err != nil || rtt <= 0 {
+			t.Fatalf("hop %d: Node.Echo of hop %d: %v, %v", i+1, i+2, rtt, err)
+		}
+	}
+	for _, bad := range [][2]int{{-1, 0}, {10, -1}, {10, 11}, {ghostcomm.MaxEcho + 1, 0}} {
+		if _, err := c.Echo(ctx, route[0].Onion, bad[0], bad[1]); !errors.Is(err, ghostcomm.ErrFrameTooLarge) {
+			t.Fatalf("Client.Echo of %d bytes, %d back: %v; want ErrFrameTooLarge", bad[0], bad[1], err)
+		}
+		if _, err := src.Node(route[0].Onion).Echo(ctx, route[1].Onion, bad[0], bad[1]); !errors.Is(err, ghostcomm.ErrFrameTooLarge) {
+			t.Fatalf("Node.Echo of %d bytes, %d back: %v; want ErrFrameTooLarge", bad[0], bad[1], err)
+		}
+	}
+	if w, r := count.wrote.Load()-wrote, count.read.Load()-read; w != 3*(14+out) || r != 3*(10+back) {
+		t.Fatalf("the echoes wrote %d bytes and read %d; want %d and %d", w, r, 3*(14+out), 3*(10+back))
 	}
 	after, nodeAfter := dials()
 	if after != before || nodeAfter != nodeBefore {

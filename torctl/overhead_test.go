@@ -117,13 +117,16 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			events[ev.Onion] = ev
 			evMu.Unlock()
 		}
-		src := &tortest.HeldSource{TC: e.ctrl, Dialer: e.selfDial, Count: 3, Config: ghostcomm.NodeConfig{Observer: observe}}
+		// Every byte each leg's stream carries, counted on the dialing
+		// side: the client's streams to hop 1, the nodes' to the next.
+		fromClientBytes, fromNodeBytes := newLegBytes(e.dialer), newLegBytes(e.selfDial)
+		src := &tortest.HeldSource{TC: e.ctrl, Dialer: fromNodeBytes, Count: 3, Config: ghostcomm.NodeConfig{Observer: observe}}
 		p, err := ghostcomm.NewPrimary(ctx, e.ctrl, e.selfDial, ghostcomm.PrimaryConfig{Sources: []ghostcomm.NodeSource{src}, Period: time.Hour})
 		if err != nil {
 			t.Fatalf("NewPrimary: %v", err)
 		}
 		defer p.Close()
-		client, err := ghostcomm.NewClient(e.dialer, p.Invite(nil), ghostcomm.ClientConfig{})
+		client, err := ghostcomm.NewClient(fromClientBytes, p.Invite(nil), ghostcomm.ClientConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,13 +197,15 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		for _, size := range []int{1 << 10, 32} {
 			msg := bytes.Repeat([]byte("m"), size)
 			var trips, computed, raw []time.Duration
-			var same, own, legs [3][]time.Duration
-			var ratios []float64
+			var same, echoes, own, legs [3][]time.Duration
+			var ratios, echoRatios []float64
+			var frames [3][2]int64 // each leg's frame bytes, request and answer, of the last round
 			for range *overheadRounds {
 				before := compute.Load()
 				evMu.Lock()
 				clear(events)
 				evMu.Unlock()
+				bytesBefore := [2]map[string][2]int64{fromClientBytes.snapshot(), fromNodeBytes.snapshot()}
 				res, err := client.Send(ctx, msg)
 				computed = append(computed, time.Duration(compute.Load()-before))
 				if err != nil || !res.Verified || len(res.Route) != 3 {
@@ -220,6 +225,15 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				for i := range 2 {
 					legs[i+1] = append(legs[i+1], ev[i].Total-ev[i].Process-ev[i+1].Total)
 				}
+				// The bytes each leg's stream carried for the message:
+				// its request frame and its answer's.
+				for i, n := range res.Route {
+					side, lb := 1, fromNodeBytes
+					if i == 0 {
+						side, lb = 0, fromClientBytes
+					}
+					frames[i] = lb.since(bytesBefore[side], n.Onion.Addr())
+				}
 				// The ping on each stream the message took, then on a
 				// stream of its own along the same leg.
 				var sum time.Duration
@@ -236,6 +250,27 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					same[i] = append(same[i], d)
 					sum += d
 				}
+				// An echo on each stream the message took, its frames as
+				// long as the leg's: the stream's round trip for the
+				// message's cells. A ping frame is 14+out bytes, a pong
+				// 10+back, and back is at most out.
+				var echoSum time.Duration
+				for i, n := range res.Route {
+					back := int(frames[i][1]) - wire.HeaderSize
+					out := max(int(frames[i][0])-wire.HeaderSize-wire.EchoPrefix, back)
+					var d time.Duration
+					if i == 0 {
+						d, err = client.Echo(ctx, n.Onion, out, back)
+					} else {
+						d, err = src.Node(res.Route[i-1].Onion).Echo(ctx, n.Onion, out, back)
+					}
+					if err != nil {
+						t.Fatalf("echo of %d bytes, %d back, to hop %d on the chain's stream: %v", out, back, i+1, err)
+					}
+					echoes[i] = append(echoes[i], d)
+					echoSum += d
+				}
+				echoRatios = append(echoRatios, float64(res.RoundTrip)/float64(echoSum))
 				for i, n := range res.Route {
 					if !*overheadExtras {
 						break
@@ -263,9 +298,10 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				trips = append(trips, res.RoundTrip)
 				ratios = append(ratios, float64(res.RoundTrip)/float64(sum))
 				n := len(trips) - 1
-				t.Logf("%d B round %d: trip %v; legs %v %v %v; pings on the chain's streams %v %v %v",
+				t.Logf("%d B round %d: trip %v; legs %v %v %v; echoes on the chain's streams %v %v %v; pings %v %v %v",
 					size, n+1, res.RoundTrip.Round(100*time.Microsecond),
 					legs[0][n].Round(100*time.Microsecond), legs[1][n].Round(100*time.Microsecond), legs[2][n].Round(100*time.Microsecond),
+					echoes[0][n].Round(100*time.Microsecond), echoes[1][n].Round(100*time.Microsecond), echoes[2][n].Round(100*time.Microsecond),
 					same[0][n].Round(100*time.Microsecond), same[1][n].Round(100*time.Microsecond), same[2][n].Round(100*time.Microsecond))
 				if *overheadExtras {
 					t.Logf("%d B round %d: pings on streams of their own %v %v %v; raw chain %v", size, n+1,
@@ -275,7 +311,16 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			}
 			r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 			medSum := median(same[0]) + median(same[1]) + median(same[2])
+			medEcho := median(echoes[0]) + median(echoes[1]) + median(echoes[2])
 			slices.Sort(ratios)
+			slices.Sort(echoRatios)
+			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; frames, request/answer: hop 1 %d/%d B, hop 2 %d/%d B, hop 3 %d/%d B; %d rounds)",
+				size, float64(median(trips))/float64(medEcho), r(median(trips)),
+				r(median(echoes[0])), r(median(echoes[1])), r(median(echoes[2])), r(medEcho),
+				echoRatios[len(echoRatios)/2], frames[0][0], frames[0][1], frames[1][0], frames[1][1], frames[2][0], frames[2][1], *overheadRounds)
+			testnet.Figure(t, "3-hop round trip (%d B, warm), leg by leg, the chain's leg vs the echo on the stream it took: hop 1 %v vs %v, hop 2 %v vs %v, hop 3 %v vs %v (medians)",
+				size, r(median(legs[0])), r(median(echoes[0])), r(median(legs[1])), r(median(echoes[1])),
+				r(median(legs[2])), r(median(echoes[2])))
 			testnet.Figure(t, "3-hop round trip (%d B, warm) ÷ sum of the three one-hop pings on the chain's own streams: %.2f× (median %v vs %v + %v + %v = %v; median of the per-round ratios %.2f×; the hops' own compute: median %v a message; %d rounds)",
 				size, float64(median(trips))/float64(medSum), r(median(trips)),
 				r(median(same[0])), r(median(same[1])), r(median(same[2])), r(medSum),
@@ -303,7 +348,8 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			t.Fatalf("NewPrimary: %v", err)
 		}
 		defer p.Close()
-		client, err := ghostcomm.NewClient(e.dialer, p.Invite(nil), ghostcomm.ClientConfig{})
+		lb := newLegBytes(e.dialer)
+		client, err := ghostcomm.NewClient(lb, p.Invite(nil), ghostcomm.ClientConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,23 +361,33 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		}
 
 		// One hop, one stream: a message's leg (the round trip less the
-		// hop's Total) against the ping on the same stream, in the same
-		// rounds, with no other hop and no other stream in play.
-		var legs, pings []time.Duration
+		// hop's Total) against an echo of its frames and a ping on the
+		// same stream, in the same rounds, with no other hop and no other
+		// stream in play.
+		var legs, echoes, pings []time.Duration
 		for range *overheadRounds {
+			snap := lb.snapshot()
 			res, err := client.Send(ctx, msg)
 			if err != nil || !res.Verified {
 				t.Fatalf("Send: %v", err)
 			}
 			legs = append(legs, res.RoundTrip-time.Duration(total.Load()))
-			d, err := client.Ping(ctx, res.Route[0].Onion)
+			hop := res.Route[0].Onion
+			frames := lb.since(snap, hop.Addr())
+			back := int(frames[1]) - wire.HeaderSize
+			d, err := client.Echo(ctx, hop, max(int(frames[0])-wire.HeaderSize-wire.EchoPrefix, back), back)
 			if err != nil {
+				t.Fatalf("Echo: %v", err)
+			}
+			echoes = append(echoes, d)
+			if d, err = client.Ping(ctx, hop); err != nil {
 				t.Fatalf("Ping: %v", err)
 			}
 			pings = append(pings, d)
 		}
-		testnet.Figure(t, "1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the ping on the same stream, in the same rounds: %.2f× (medians %v vs %v; %d rounds)",
-			float64(median(legs))/float64(median(pings)), median(legs).Round(time.Microsecond), median(pings).Round(time.Microsecond), *overheadRounds)
+		testnet.Figure(t, "1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the echo of its frames on the same stream, in the same rounds: %.2f× (medians %v vs %v; ÷ the ping on the same stream: %.2f×, %v; %d rounds)",
+			float64(median(legs))/float64(median(echoes)), median(legs).Round(time.Microsecond), median(echoes).Round(time.Microsecond),
+			float64(median(legs))/float64(median(pings)), median(pings).Round(time.Microsecond), *overheadRounds)
 		_, c := createAndEcho(t, ctx, e.ctrl, e.dialer, ghostcomm.OnionConfig{})
 
 		var node, raw []float64
@@ -594,4 +650,66 @@ func rawEchoes(t *testing.T, ctx context.Context, e *env) {
 		sw = append(sw, fmt.Sprintf("%d B %v", n, median(echoSweep[i]).Round(time.Microsecond)))
 	}
 	testnet.Figure(t, "raw echo by size on the same stream, in the same rounds (tor's cell carries 498 bytes; medians): %s", strings.Join(sw, ", "))
+}
+
+// legBytes is a Dialer that counts, per address dialed, the bytes written
+// and read on its streams.
+type legBytes struct {
+	d  ghostcomm.Dialer
+	mu sync.Mutex
+	by map[string]*[2]atomic.Int64
+}
+
+func newLegBytes(d ghostcomm.Dialer) *legBytes {
+	return &legBytes{d: d, by: map[string]*[2]atomic.Int64{}}
+}
+
+func (lb *legBytes) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := lb.d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	lb.mu.Lock()
+	n := lb.by[addr]
+	if n == nil {
+		n = new([2]atomic.Int64)
+		lb.by[addr] = n
+	}
+	lb.mu.Unlock()
+	return &countedConn{Conn: c, n: n}, nil
+}
+
+// snapshot returns the bytes written and read so far, by address.
+func (lb *legBytes) snapshot() map[string][2]int64 {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	m := make(map[string][2]int64, len(lb.by))
+	for a, n := range lb.by {
+		m[a] = [2]int64{n[0].Load(), n[1].Load()}
+	}
+	return m
+}
+
+// since returns the bytes written and read on streams to addr since snap.
+func (lb *legBytes) since(snap map[string][2]int64, addr string) [2]int64 {
+	now := lb.snapshot()[addr]
+	was := snap[addr]
+	return [2]int64{now[0] - was[0], now[1] - was[1]}
+}
+
+type countedConn struct {
+	net.Conn
+	n *[2]atomic.Int64
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	k, err := c.Conn.Write(p)
+	c.n[0].Add(int64(k))
+	return k, err
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	k, err := c.Conn.Read(p)
+	c.n[1].Add(int64(k))
+	return k, err
 }

@@ -3,10 +3,12 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +38,7 @@ func (f *framesBy) serve(n int, c net.Conn) {
 		f.frames = append(f.frames, streamFrame{n, h})
 		f.mu.Unlock()
 		if h.Type == wire.Ping {
-			err = wire.WriteFrame(c, wire.Pong, h.ID)
+			err = wire.WriteFrame(c, wire.Pong, h.ID, body)
 		} else {
 			err = wire.WriteFrame(c, wire.Reply, h.ID, body)
 		}
@@ -58,7 +60,7 @@ func TestPoolPingUsesTheRequestsStream(t *testing.T) {
 	ctx := testCtx(t)
 	roundTrip(t, ctx, p, peer.addr, []byte("one"))
 	for range 3 {
-		rtt, err := p.Ping(ctx, peer.addr)
+		rtt, err := p.Ping(ctx, peer.addr, nil, 0)
 		if err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
@@ -123,7 +125,7 @@ func TestPoolPingWaitsForItsOwnPong(t *testing.T) {
 	})
 	p := newTestPool(t, PoolConfig{})
 	ctx := testCtx(t)
-	rtt, err := p.Ping(ctx, peer.addr)
+	rtt, err := p.Ping(ctx, peer.addr, nil, 0)
 	if err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
@@ -160,14 +162,14 @@ func TestPoolPingOnSilentStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), io/3)
 	defer cancel()
-	_, err := p.Ping(ctx, peer.addr)
+	_, err := p.Ping(ctx, peer.addr, nil, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Ping with a deadline on a silent stream: %v; want context.DeadlineExceeded", err)
 	}
 	checkStats(t, p, PoolStats{Dials: 1})
 
 	start := time.Now()
-	_, err = p.Ping(testCtx(t), peer.addr)
+	_, err = p.Ping(testCtx(t), peer.addr, nil, 0)
 	took := time.Since(start)
 	if !errors.Is(err, ErrStreamLost) {
 		t.Fatalf("Ping on a silent stream: %v; want ErrStreamLost", err)
@@ -195,7 +197,7 @@ func TestPoolPingStreamBreaks(t *testing.T) {
 		echoServe(c)
 	})
 	p := newTestPool(t, PoolConfig{IOTimeout: time.Hour})
-	if _, err := p.Ping(testCtx(t), peer.addr); !errors.Is(err, ErrStreamLost) {
+	if _, err := p.Ping(testCtx(t), peer.addr, nil, 0); !errors.Is(err, ErrStreamLost) {
 		t.Fatalf("Ping on a stream closed by its peer: %v; want ErrStreamLost", err)
 	}
 	if n := peer.streams(); n != 1 {
@@ -220,7 +222,7 @@ func TestPoolPingCancelAndClose(t *testing.T) {
 					first = false
 					<-release // hold the first pong until the test says
 				}
-				err = wire.WriteFrame(c, wire.Pong, h.ID)
+				err = wire.WriteFrame(c, wire.Pong, h.ID, body)
 			} else {
 				err = wire.WriteFrame(c, wire.Reply, h.ID, body)
 			}
@@ -233,7 +235,7 @@ func TestPoolPingCancelAndClose(t *testing.T) {
 	ctx, cancel := context.WithCancel(testCtx(t))
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.Ping(ctx, peer.addr)
+		_, err := p.Ping(ctx, peer.addr, nil, 0)
 		errc <- err
 	}()
 	waitFor(t, "the ping's stream", func() bool { return peer.streams() == 1 })
@@ -242,7 +244,7 @@ func TestPoolPingCancelAndClose(t *testing.T) {
 		t.Fatalf("cancelled Ping: %v; want context.Canceled", err)
 	}
 	close(release)
-	if _, err := p.Ping(testCtx(t), peer.addr); err != nil {
+	if _, err := p.Ping(testCtx(t), peer.addr, nil, 0); err != nil {
 		t.Fatalf("Ping after a cancelled one: %v", err)
 	}
 	if got := roundTrip(t, testCtx(t), p, peer.addr, []byte("still")); string(got) != "still" {
@@ -251,7 +253,7 @@ func TestPoolPingCancelAndClose(t *testing.T) {
 	checkStats(t, p, PoolStats{Dials: 1})
 
 	p.Close()
-	if _, err := p.Ping(testCtx(t), peer.addr); !errors.Is(err, errs.ErrClosed) {
+	if _, err := p.Ping(testCtx(t), peer.addr, nil, 0); !errors.Is(err, errs.ErrClosed) {
 		t.Fatalf("Ping after Close: %v; want errs.ErrClosed", err)
 	}
 }
@@ -263,7 +265,7 @@ func TestPoolPingWaitingWhenClosed(t *testing.T) {
 	p := newTestPool(t, PoolConfig{IOTimeout: time.Hour})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.Ping(testCtx(t), peer.addr)
+		_, err := p.Ping(testCtx(t), peer.addr, nil, 0)
 		errc <- err
 	}()
 	waitFor(t, "the ping", func() bool { return silent.pings.Load() == 1 })
@@ -318,7 +320,7 @@ func TestPoolWritesFrameAtOnce(t *testing.T) {
 	if err != nil || h.Type != wire.Reply || len(body) != 2010 {
 		t.Fatalf("RoundTrip: %v %v, %d bytes", err, h.Type, len(body))
 	}
-	if _, err := p.Ping(ctx, addr); err != nil {
+	if _, err := p.Ping(ctx, addr, nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A frame over wire.CoalesceMax is written as its header and parts, uncopied.
@@ -335,5 +337,106 @@ func TestPoolWritesFrameAtOnce(t *testing.T) {
 	defer conns[0].mu.Unlock()
 	if want := []int{wire.HeaderSize + 2010, wire.HeaderSize, wire.HeaderSize, 1, wire.CoalesceMax}; !slices.Equal(conns[0].writes, want) {
 		t.Fatalf("writes of %v bytes; want %v (each frame of up to %d bytes in one write, a larger one as its parts)", conns[0].writes, want, wire.CoalesceMax)
+	}
+}
+
+// A ping with a body carries it to a Server, and the pong carries back as
+// many of its bytes as it asked for: the ping is timed like an empty one,
+// and the stream keeps carrying requests. A body over the limit, or asking
+// for more back than it carries, fails with errs.ErrFrameTooLarge before
+// anything is dialed or sent. Catches a pool that sends the ping empty or
+// without its prefix, and one that lets a bad echo break the stream (the
+// server would close it) or dial for nothing.
+func TestPoolPingEchoesBody(t *testing.T) {
+	t.Parallel()
+	_, addr := startServer(t, echo, baseServerConfig())
+	var dials atomic.Int32
+	p := newTestPool(t, PoolConfig{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return tcpDial(ctx, network, addr)
+	}})
+	ctx := testCtx(t)
+	most := wire.MaxEcho - wire.EchoPrefix
+	for _, bad := range []struct{ out, back int }{{most + 1, 0}, {10, 11}, {10, -1}} {
+		if _, err := p.Ping(ctx, addr, make([]byte, bad.out), bad.back); !errors.Is(err, errs.ErrFrameTooLarge) || dials.Load() != 0 {
+			t.Fatalf("Ping of %d bytes, %d back: %v after %d dials; want ErrFrameTooLarge and none", bad.out, bad.back, err, dials.Load())
+		}
+	}
+	for _, c := range []struct{ out, back int }{{1, 1}, {498, 0}, {2500, 300}, {most, most}} {
+		out := make([]byte, c.out)
+		rand.Read(out)
+		if rtt, err := p.Ping(ctx, addr, out, c.back); err != nil || rtt <= 0 {
+			t.Fatalf("Ping of %d bytes, %d back: %v, %v", c.out, c.back, rtt, err)
+		}
+	}
+	if got := roundTrip(t, ctx, p, addr, []byte("after")); string(got) != "after" {
+		t.Fatalf("answer %q", got)
+	}
+	checkStats(t, p, PoolStats{Dials: 1})
+}
+
+// A peer that answers a ping with a pong carrying other bytes than those
+// asked for has not echoed it: the ping fails with ErrStreamLost and the
+// stream is judged broken, so the next request goes on a fresh one. A peer
+// with no room for the body refuses busy: errs.ErrBusy, and the stream
+// stays. Catches a pool that takes any pong with the right id as the echo
+// (its figure would then time a frame that never crossed), and one that
+// drops a stream for an honest busy refusal.
+func TestPoolPingWrongEchoAndBusy(t *testing.T) {
+	t.Parallel()
+	peer := newFakePeer(t, func(n int, c net.Conn) {
+		for {
+			h, body, err := wire.ReadFrame(c, 1<<20)
+			if err != nil {
+				return
+			}
+			if h.Type != wire.Ping {
+				if err := wire.WriteFrame(c, wire.Reply, h.ID, body); err != nil {
+					return
+				}
+				continue
+			}
+			back, err := wire.PongBody(body)
+			if err != nil {
+				return
+			}
+			switch string(body[wire.EchoPrefix:]) {
+			case "busy":
+				err = wire.WriteFrame(c, wire.Reject, h.ID, []byte{byte(wire.RejectBusy)})
+			case "short":
+				err = wire.WriteFrame(c, wire.Pong, h.ID, back[:len(back)-1])
+			case "whole":
+				err = wire.WriteFrame(c, wire.Pong, h.ID, body)
+			case "other":
+				err = wire.WriteFrame(c, wire.Pong, h.ID, []byte("xxxxx"))
+			default:
+				err = wire.WriteFrame(c, wire.Pong, h.ID, back)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	p := newTestPool(t, PoolConfig{})
+	ctx := testCtx(t)
+	if _, err := p.Ping(ctx, peer.addr, []byte("busy"), 2); !errors.Is(err, errs.ErrBusy) {
+		t.Fatalf("Ping refused busy: %v; want errs.ErrBusy", err)
+	}
+	if _, err := p.Ping(ctx, peer.addr, []byte("echo"), 2); err != nil {
+		t.Fatalf("Ping after the busy refusal: %v", err)
+	}
+	checkStats(t, p, PoolStats{Dials: 1})
+	dials := 1
+	for _, bad := range []string{"short", "whole", "other"} {
+		if _, err := p.Ping(ctx, peer.addr, []byte(bad), 5); !errors.Is(err, ErrStreamLost) {
+			t.Fatalf("Ping answered %s: %v; want ErrStreamLost", bad, err)
+		}
+		if got := roundTrip(t, ctx, p, peer.addr, []byte("after")); string(got) != "after" {
+			t.Fatalf("answer %q", got)
+		}
+		dials++
+		if st := p.Stats(); st.Dials != uint64(dials) {
+			t.Fatalf("after a pong that did not echo (%s): %d dials; want %d (a fresh stream)", bad, st.Dials, dials)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -168,18 +169,27 @@ func (p *Pool) RoundTrip(ctx context.Context, addr string, typ wire.Type, parts 
 // open one; one is dialed, as for a request, if none is) and returns the
 // time from writing the ping to reading its pong: the round trip of that
 // stream, through the network and the peer's reader, without any handler.
-// It does not count as use of the stream (IdleTimeout). Errors: ctx's own
-// error when ctx ends first, the stream left as it is; ErrStreamLost when the
-// stream breaks before the pong, or when no pong comes within IOTimeout (the
-// stream is then judged dead, as by the liveness check, and the next request
-// dials a fresh one); errs.ErrClosed once the pool is closed; a *DialError;
-// ErrStreamRefused. A ping is never sent again.
-func (p *Pool) Ping(ctx context.Context, addr string) (time.Duration, error) {
+// The ping carries out (nil for none) and asks for its first back bytes
+// back (wire.PingBody), so that the round trip is of frames of a chosen
+// size each way. It does not count as use of the stream (IdleTimeout).
+// Errors: ctx's own error when ctx ends first, the stream left as it is;
+// errs.ErrBusy when the peer had no room for the ping's body, the stream
+// left up; ErrStreamLost when the stream breaks before the pong, when the
+// pong's body is not the bytes asked for, or when no pong comes within
+// IOTimeout (the stream is then judged dead, as by the liveness check, and
+// the next request dials a fresh one); errs.ErrFrameTooLarge for a body over
+// wire.MaxEcho or back outside 0..len(out), with nothing sent;
+// errs.ErrClosed once the pool is closed; a *DialError; ErrStreamRefused. A
+// ping is never sent again.
+func (p *Pool) Ping(ctx context.Context, addr string, out []byte, back int) (time.Duration, error) {
+	if back < 0 || back > len(out) || len(out) > wire.MaxEcho-wire.EchoPrefix {
+		return 0, fmt.Errorf("%w: a ping of %d bytes asking for %d back (at most %d, and at most as many as it carries)", errs.ErrFrameTooLarge, len(out), back, wire.MaxEcho-wire.EchoPrefix)
+	}
 	m, err := p.get(ctx, addr)
 	if err != nil {
 		return 0, err
 	}
-	return m.ping(ctx)
+	return m.ping(ctx, wire.PingBody(out, back), out[:back])
 }
 
 // Warm opens a stream to addr, if none is open, without sending anything:
@@ -416,6 +426,7 @@ func (p *Pool) Close() {
 }
 
 type muxResult struct {
+	at   time.Time // when the reader had it
 	h    wire.Header
 	body []byte
 }
@@ -429,7 +440,7 @@ type mux struct {
 
 	mu       sync.Mutex
 	pending  map[uint32]chan muxResult
-	pongs    map[uint32]chan time.Time // Ping's pings awaiting their pong, by id
+	pongs    map[uint32]chan muxResult // Ping's pings awaiting their pong, by id
 	next     uint32
 	err      error // set once the stream is broken
 	lastUsed time.Time
@@ -441,7 +452,7 @@ type mux struct {
 func newMux(p *Pool, c net.Conn) *mux {
 	now := time.Now()
 	m := &mux{p: p, c: c, wsem: make(chan struct{}, 1), pending: map[uint32]chan muxResult{},
-		pongs: map[uint32]chan time.Time{}, lastUsed: now, lastRecv: now, done: make(chan struct{})}
+		pongs: map[uint32]chan muxResult{}, lastUsed: now, lastRecv: now, done: make(chan struct{})}
 	p.wg.Add(1)
 	go m.readLoop()
 	return m
@@ -466,22 +477,22 @@ func (m *mux) readLoop() {
 		m.lastRecv = now
 		m.pingSent = time.Time{}
 		var ch chan muxResult
-		var pong chan time.Time
-		if h.Type != wire.Pong {
+		switch {
+		case h.Type == wire.Pong, h.Type == wire.Reject && m.pongs[h.ID] != nil:
 			// A Pong answers no request, whatever its id: a request
 			// taken off pending by one would never be answered, nor
-			// woken when the stream dies.
+			// woken when the stream dies. A Reject with a ping's id
+			// refuses that ping (no room for its body).
+			if ch = m.pongs[h.ID]; ch != nil {
+				delete(m.pongs, h.ID)
+			}
+		default:
 			ch = m.pending[h.ID]
 			delete(m.pending, h.ID)
-		} else if pong = m.pongs[h.ID]; pong != nil {
-			delete(m.pongs, h.ID)
 		}
 		m.mu.Unlock()
 		if ch != nil {
-			ch <- muxResult{h: h, body: body} // buffered: never blocks
-		}
-		if pong != nil {
-			pong <- now // buffered: never blocks
+			ch <- muxResult{at: now, h: h, body: body} // buffered: never blocks
 		}
 	}
 }
@@ -639,11 +650,11 @@ func (m *mux) nextIDLocked() uint32 {
 	return m.next
 }
 
-// ping sends a Ping with an id of its own and waits for the Pong with that
-// id: see Pool.Ping.
-func (m *mux) ping(ctx context.Context) (time.Duration, error) {
-	ch := make(chan time.Time, 1)
-	forget, start, err := m.send(ctx, wire.Ping, nil, func(id uint32) func() {
+// ping sends a Ping with body and an id of its own and waits for the Pong
+// with that id, which must carry want: see Pool.Ping.
+func (m *mux) ping(ctx context.Context, body, want []byte) (time.Duration, error) {
+	ch := make(chan muxResult, 1)
+	forget, start, err := m.send(ctx, wire.Ping, [][]byte{body}, func(id uint32) func() {
 		m.pongs[id] = ch // not lastUsed: a ping does not keep an idle stream open
 		return func() { delete(m.pongs, id) }
 	})
@@ -654,11 +665,23 @@ func (m *mux) ping(ctx context.Context) (time.Duration, error) {
 	t := time.NewTimer(io)
 	defer t.Stop()
 	select {
-	case at, ok := <-ch:
+	case r, ok := <-ch:
 		if !ok {
 			return 0, m.error()
 		}
-		return at.Sub(start), nil
+		if r.h.Type == wire.Reject {
+			if len(r.body) == 1 && wire.RejectCode(r.body[0]) == wire.RejectBusy {
+				return 0, fmt.Errorf("%w: the peer had no room for a ping of %d bytes", errs.ErrBusy, len(body))
+			}
+			return 0, fmt.Errorf("%w: a ping of %d bytes rejected (%x)", ErrStreamLost, len(body), r.body)
+		}
+		if !bytes.Equal(r.body, want) {
+			// Not the echo of what was sent: the stream, or the peer,
+			// cannot be trusted with a message either.
+			m.fail(fmt.Errorf("%w: a pong of %d bytes did not echo the %d asked for", ErrStreamLost, len(r.body), len(want)))
+			return 0, m.error()
+		}
+		return r.at.Sub(start), nil
 	case <-ctx.Done():
 		forget()
 		return 0, ctx.Err()

@@ -204,7 +204,7 @@ type pingCounter struct {
 
 func (pc *pingCounter) serve(c net.Conn, wmu *sync.Mutex) {
 	for {
-		h, _, err := wire.ReadFrame(c, 1<<20)
+		h, body, err := wire.ReadFrame(c, 1<<20)
 		if err != nil {
 			return
 		}
@@ -212,7 +212,7 @@ func (pc *pingCounter) serve(c net.Conn, wmu *sync.Mutex) {
 			pc.pings.Add(1)
 			if pc.pong {
 				wmu.Lock()
-				err := wire.WriteFrame(c, wire.Pong, h.ID)
+				err := wire.WriteFrame(c, wire.Pong, h.ID, body)
 				wmu.Unlock()
 				if err != nil {
 					return
@@ -233,7 +233,7 @@ func echoServe(c net.Conn) {
 			return
 		}
 		if h.Type == wire.Ping {
-			err = wire.WriteFrame(c, wire.Pong, h.ID)
+			err = wire.WriteFrame(c, wire.Pong, h.ID, body)
 		} else {
 			err = wire.WriteFrame(c, wire.Reply, h.ID, body)
 		}

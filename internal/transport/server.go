@@ -357,16 +357,29 @@ func (s *Server) serve(st *stream) {
 			}
 			return
 		}
-		if h.Type == wire.Ping {
-			if h.Len != 0 || st.write(wire.Pong, h.ID) != nil {
+		if h.Type == wire.Ping && h.Len > wire.MaxEcho {
+			s.log.Debug("closing stream", "err", fmt.Errorf("%w: a ping of %d bytes", errs.ErrMalformed, h.Len))
+			return
+		}
+		rate := time.Duration(h.Len) * time.Second / time.Duration(s.cfg.MinReadRate)
+		st.c.SetReadDeadline(time.Now().Add(s.cfg.IOTimeout + rate))
+		body, charge, err := st.readBody(int64(h.Len))
+		if h.Type == wire.Ping && err == nil {
+			// Answered at once, by this reader, with no work slot: the
+			// bytes asked for, charged like any body, go straight back.
+			back, perr := wire.PongBody(body)
+			if perr == nil {
+				perr = st.write(wire.Pong, h.ID, back)
+			} else {
+				s.log.Debug("closing stream", "err", perr)
+			}
+			st.give(charge)
+			if perr != nil {
 				return
 			}
 			st.last.Store(time.Now().UnixNano())
 			continue
 		}
-		rate := time.Duration(h.Len) * time.Second / time.Duration(s.cfg.MinReadRate)
-		st.c.SetReadDeadline(time.Now().Add(s.cfg.IOTimeout + rate))
-		body, charge, err := st.readBody(int64(h.Len))
 		if errors.Is(err, errNoRoom) {
 			if s.refuse(st, h, fmt.Errorf("%w: %w", errs.ErrBusy, err)) != nil {
 				return

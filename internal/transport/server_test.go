@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"strconv"
@@ -15,20 +16,82 @@ import (
 )
 
 // Rule 2 (server side): a Ping is answered at once with a Pong on the same
-// stream id, and a Ping with a body breaks the framing and closes the stream.
-// Catches a server that ignores pings (a pool would then fail every stream
-// whose requests wait longer than its I/O timeout) or answers on another id.
+// stream id: an empty Ping with an empty Pong, an echo request
+// (wire.PingBody) with the bytes it asks back, up to wire.MaxEcho bytes in
+// all. A Ping announcing a longer body, too short for its prefix, or asking
+// for more than it carries, breaks the protocol and closes its stream (the
+// long one unread), while other streams are served. Catches a server that
+// ignores pings (a pool would then fail every stream whose requests wait
+// longer than its I/O timeout), answers on another id, answers without the
+// bytes or with others, or reads a body longer than MaxEcho to echo it.
 func TestServerAnswersPingWithPong(t *testing.T) {
 	t.Parallel()
-	_, addr := startServer(t, echo, baseServerConfig())
+	cfg := baseServerConfig()
+	cfg.MaxFrame = 1 << 20
+	s, addr := startServer(t, echo, cfg)
 	c := dialRaw(t, addr)
 	send(t, c, wire.Ping, 7, nil)
 	expectFrame(t, c, wire.Pong, 7, nil)
 	send(t, c, wire.Message, 8, []byte("after the ping"))
 	expectFrame(t, c, wire.Reply, 8, []byte("after the ping"))
+	send(t, c, wire.Ping, 9, wire.PingBody([]byte("xyz"), 2))
+	expectFrame(t, c, wire.Pong, 9, []byte("xy"))
+	most := make([]byte, wire.MaxEcho-wire.EchoPrefix)
+	rand.Read(most)
+	send(t, c, wire.Ping, 10, wire.PingBody(most, len(most)))
+	expectFrame(t, c, wire.Pong, 10, most)
+	send(t, c, wire.Ping, 11, wire.PingBody(most, 0))
+	expectFrame(t, c, wire.Pong, 11, nil)
+	waitFor(t, "the echoes' charges given back", func() bool { return s.Stats().BytesHeld == 0 })
 
-	send(t, c, wire.Ping, 9, []byte("x"))
-	expectClosed(t, c)
+	other := dialRaw(t, addr)
+	alive(t, other, 1)
+	for i, bad := range [][]byte{
+		header(wire.Ping, 12, wire.MaxEcho+1),
+		append(header(wire.Ping, 13, 3), "abc"...),
+		append(header(wire.Ping, 14, 6), 0, 0, 0, 3, 'a', 'b'),
+	} {
+		c := dialRaw(t, addr)
+		sendRaw(t, c, bad)
+		expectClosed(t, c)
+		alive(t, other, uint32(2+i))
+	}
+}
+
+// Rule 4 (pings): a ping's body is charged like a request's; one that finds
+// no room is read past and refused busy on the ping's id, the stream kept.
+// Catches echoing bodies outside the memory bounds (a flood of 64 KiB pings
+// on many streams would hold memory no budget counts) and closing the
+// stream instead of refusing.
+func TestServerRefusesPingWithoutRoom(t *testing.T) {
+	t.Parallel()
+	cfg := baseServerConfig()
+	cfg.MaxInflight = 1 // raised to MaxFrame+HandlerCost = 72 KiB
+	s, addr := startServer(t, echo, cfg)
+	floor := int64(cfg.MaxFrame) + HandlerCost
+	var fillers []net.Conn
+	for int64(len(fillers))*firstChunk < floor {
+		c := dialRaw(t, addr)
+		sendRaw(t, c, header(wire.Message, 1, cfg.MaxFrame))
+		sendRaw(t, c, []byte{0})
+		fillers = append(fillers, c)
+	}
+	waitFor(t, "the budget full", func() bool { return s.Stats().BytesHeld == floor })
+
+	c := dialRaw(t, addr)
+	out := bytes.Repeat([]byte("p"), 100)
+	body := wire.PingBody(out, len(out))
+	send(t, c, wire.Ping, 9, body)
+	expectFrame(t, c, wire.Reject, 9, []byte{byte(wire.RejectBusy)})
+	send(t, c, wire.Ping, 10, nil) // an empty ping needs no room
+	expectFrame(t, c, wire.Pong, 10, nil)
+
+	for _, f := range fillers {
+		f.Close()
+	}
+	waitFor(t, "the fillers' charges given back", func() bool { return s.Stats().BytesHeld == 0 })
+	send(t, c, wire.Ping, 11, body)
+	expectFrame(t, c, wire.Pong, 11, out)
 }
 
 // Rule 4: memory is charged as body bytes arrive. Streams that sent only a
@@ -218,37 +281,48 @@ func TestServerPerStreamCap(t *testing.T) {
 // fail), or none at all (the first half would wait 50 s).
 func TestServerCutsTrickleBelowMinReadRate(t *testing.T) {
 	t.Parallel()
-	cfg := baseServerConfig()
-	cfg.IOTimeout = 200 * time.Millisecond
-	cfg.MinReadRate = 1000 // a 1000-byte body gets 200 ms + 1 s
-	s, addr := startServer(t, echo, cfg)
-	body := bytes.Repeat([]byte("t"), 1000)
-
-	slow := dialRaw(t, addr)
-	sendRaw(t, slow, header(wire.Message, 1, len(body)))
-	cut := make(chan struct{})
-	go func() { // 20 bytes/s: the whole body would take 50 s
-		defer close(cut)
-		for i := range body {
-			slow.SetWriteDeadline(time.Now().Add(waitLimit))
-			if _, err := slow.Write(body[i : i+1]); err != nil {
-				return
+	// A ping's body (echoed back) is bound by the same rate.
+	for typ, answer := range map[wire.Type]wire.Type{wire.Message: wire.Reply, wire.Ping: wire.Pong} {
+		t.Run(typ.String(), func(t *testing.T) {
+			t.Parallel()
+			cfg := baseServerConfig()
+			cfg.IOTimeout = 200 * time.Millisecond
+			cfg.MinReadRate = 1000 // a 1000-byte body gets 200 ms + 1 s
+			s, addr := startServer(t, echo, cfg)
+			body := bytes.Repeat([]byte("t"), 1000)
+			want := body
+			if typ == wire.Ping {
+				want = body[:1000-wire.EchoPrefix]
+				body = wire.PingBody(want, len(want))
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	expectClosed(t, slow)
-	waitFor(t, "the trickling stream gone", func() bool { st := s.Stats(); return st.Streams == 0 && st.BytesHeld == 0 })
-	slow.Close()
-	<-cut
 
-	fast := dialRaw(t, addr)
-	sendRaw(t, fast, header(wire.Message, 2, len(body)))
-	for i := 0; i < len(body); i += 100 { // 2000 bytes/s: done in 0.5 s
-		sendRaw(t, fast, body[i:i+100])
-		time.Sleep(50 * time.Millisecond)
+			slow := dialRaw(t, addr)
+			sendRaw(t, slow, header(typ, 1, len(body)))
+			cut := make(chan struct{})
+			go func() { // 20 bytes/s: the whole body would take 50 s
+				defer close(cut)
+				for i := range body {
+					slow.SetWriteDeadline(time.Now().Add(waitLimit))
+					if _, err := slow.Write(body[i : i+1]); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			expectClosed(t, slow)
+			waitFor(t, "the trickling stream gone", func() bool { st := s.Stats(); return st.Streams == 0 && st.BytesHeld == 0 })
+			slow.Close()
+			<-cut
+
+			fast := dialRaw(t, addr)
+			sendRaw(t, fast, header(typ, 2, len(body)))
+			for i := 0; i < len(body); i += 100 { // 2000 bytes/s: done in 0.5 s
+				sendRaw(t, fast, body[i:i+100])
+				time.Sleep(50 * time.Millisecond)
+			}
+			expectFrame(t, fast, answer, 2, want)
+		})
 	}
-	expectFrame(t, fast, wire.Reply, 2, body)
 }
 
 // Rule 5: a handler that parks gives back its work slot. With one slot, a

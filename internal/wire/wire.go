@@ -31,7 +31,44 @@ const (
 	// actually arrived: a peer that announces a large body and sends
 	// nothing costs at most this.
 	Chunk = 64 << 10
+
+	// MaxEcho is the longest body a Ping may carry. A Ping with a longer
+	// body breaks the protocol, and its stream is closed.
+	MaxEcho = 64 << 10
+
+	// EchoPrefix is the length of the prefix of a non-empty Ping body:
+	// how many of the bytes after it the Pong carries back, big endian.
+	EchoPrefix = 4
 )
+
+// PingBody returns the body of a Ping that carries out to the peer and asks
+// for its first back bytes back; nil (an empty Ping, answered by an empty
+// Pong) if both are empty. back must be at most len(out).
+func PingBody(out []byte, back int) []byte {
+	if len(out) == 0 && back == 0 {
+		return nil
+	}
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, EchoPrefix+len(out)), uint32(back))
+	return append(b, out...)
+}
+
+// PongBody returns the body of the Pong that answers a Ping with body b (a
+// subslice of b), or errs.ErrMalformed for a body too short for its prefix
+// or asking for more bytes back than it carries.
+func PongBody(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) < EchoPrefix {
+		return nil, fmt.Errorf("%w: a ping body of %d bytes", errs.ErrMalformed, len(b))
+	}
+	back := binary.BigEndian.Uint32(b)
+	rest := b[EchoPrefix:]
+	if uint64(back) > uint64(len(rest)) {
+		return nil, fmt.Errorf("%w: a ping asking for %d bytes back of %d", errs.ErrMalformed, back, len(rest))
+	}
+	return rest[:back], nil
+}
 
 // Type is a frame's type.
 type Type uint8
@@ -43,8 +80,8 @@ const (
 	Message         Type = 3 // to a hop
 	Reply           Type = 4 // from a hop: an opaque Fernet token
 	Reject          Type = 5 // from a hop that could not open its layer
-	Ping            Type = 6 // liveness probe, empty body; answered at once
-	Pong            Type = 7 // answer to a Ping, same stream id, empty body
+	Ping            Type = 6 // liveness probe: empty, or an echo request (PingBody); answered at once
+	Pong            Type = 7 // answer to a Ping, same stream id: PongBody of the Ping's
 
 	// Remote nodes and a Primary (docs/PROTOCOL.md, "Remote nodes").
 	NodeHello      Type = 8  // remote node -> primary: wait for the next cycle

@@ -185,3 +185,57 @@ func TestWriteFrameConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// An echo request asks for the first back bytes of what it carries: an
+// empty one is an empty Ping (answered by an empty Pong); a body too short
+// for its prefix, or asking for more than it carries, is malformed.
+func TestPingBody(t *testing.T) {
+	if b := PingBody(nil, 0); b != nil {
+		t.Fatalf("PingBody(nil, 0) = %x; want nil", b)
+	}
+	for _, c := range []struct {
+		out  string
+		back int
+	}{{"abc", 0}, {"abc", 2}, {"abc", 3}} {
+		b := PingBody([]byte(c.out), c.back)
+		if len(b) != EchoPrefix+len(c.out) {
+			t.Fatalf("PingBody(%q, %d) is %d bytes", c.out, c.back, len(b))
+		}
+		got, err := PongBody(b)
+		if err != nil || string(got) != c.out[:c.back] {
+			t.Fatalf("PongBody(PingBody(%q, %d)) = %q, %v", c.out, c.back, got, err)
+		}
+	}
+	for _, bad := range [][]byte{{0}, {0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 3, 'a', 'b'}, {0xff, 0xff, 0xff, 0xff, 'a'}} {
+		if _, err := PongBody(bad); !errors.Is(err, errs.ErrMalformed) {
+			t.Errorf("PongBody(%x): %v; want ErrMalformed", bad, err)
+		}
+	}
+}
+
+func FuzzPongBody(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(PingBody([]byte("hello"), 3))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		back, err := PongBody(b)
+		if err != nil {
+			if !errors.Is(err, errs.ErrMalformed) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if len(b) == 0 {
+			if len(back) != 0 {
+				t.Fatalf("an empty ping answered with %d bytes", len(back))
+			}
+			return
+		}
+		if !bytes.Equal(back, b[EchoPrefix:EchoPrefix+len(back)]) {
+			t.Fatal("the pong is not the start of what the ping carried")
+		}
+		if len(b) > EchoPrefix && !bytes.Equal(PingBody(b[EchoPrefix:], len(back)), b) {
+			t.Fatal("echo does not round-trip")
+		}
+	})
+}

@@ -184,10 +184,12 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	if tr, err := readTor(path); err != nil || tr != nil {
 		t.Fatalf("missing file: %v, %v", tr, err)
 	}
+	const prefix = "TestIntegrationTorOverhead/3_hops: "
 	in := &torRun{date: "2026-12-01 01:40 UTC", commit: "abc1234", loadBefore: "1.0 2.0 3.0", loadAfter: "1.5 2.0 3.0", command: "go test",
 		figures: []string{
-			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ sum of the three one-hop pings on the chain's own streams: 1.24× (median 160ms vs 50ms + 30ms + 48ms = 128ms; median of the per-round ratios 1.30×; the hops' own compute: median 687µs a message; 60 rounds)",
-			"TestIntegrationTorOverhead/3_hops: 3-hop round trip (32 B, warm) ÷ sum of the three one-hop pings on the chain's own streams: 1.05× (median 130ms vs 124ms)",
+			prefix + "3-hop round trip (1024 B, warm) ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams: 1.24× (median 160ms vs 50ms + 30ms + 48ms = 128ms; median of the per-round ratios 1.30×; frames, request/answer: hop 1 2228/339 B, hop 2 1108/339 B, hop 3 1012/339 B; 60 rounds)",
+			prefix + "3-hop round trip (1024 B, warm) ÷ sum of the three one-hop pings on the chain's own streams: 1.60× (median 160ms vs 20ms + 40ms + 40ms = 100ms; median of the per-round ratios 1.50×; the hops' own compute: median 687µs a message; 60 rounds)",
+			prefix + "3-hop round trip (32 B, warm) ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams: 1.05× (median 130ms vs 124ms)",
 		}}
 	if err := writeTor(path, in); err != nil {
 		t.Fatal(err)
@@ -202,44 +204,47 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	}
 	tg, ok := torTarget(out)
 	if !ok || tg.met || !strings.HasPrefix(tg.measured, "1.24×") || !strings.Contains(tg.measured, "per-round ratios: 1.30×") ||
-		!strings.Contains(tg.why, "by 32ms") || !strings.Contains(tg.why, "is 687µs") {
-		t.Fatalf("target %+v, %v: want 1.24×, the per-round ratio, not met, with a reason", tg, ok)
+		!strings.Contains(tg.why, "the sum of the echoes on its own streams by 32ms") || !strings.Contains(tg.why, "is 687µs") {
+		t.Fatalf("target %+v, %v: want 1.24× against the echoes, the per-round ratio, not met, with a reason", tg, ok)
 	}
-	// A figure of the old form (echoes on streams of their own) is not the
-	// target.
-	old := strings.Replace(in.figures[0], "pings on the chain's own streams", "echoes", 1)
-	if _, ok := torTarget(&torRun{figures: []string{old}}); ok {
-		t.Fatal("a target from the old figure, whose denominator is on other streams")
+	// The figure against the pings (the denominator of earlier runs: empty
+	// frames, not the message's) is not the target.
+	if _, ok := torTarget(&torRun{figures: in.figures[1:2]}); ok {
+		t.Fatal("a target from the pings' figure")
 	}
 	// With the leg-by-leg figure, the reason says which legs agree with
-	// their echo and which do not, from the figure's numbers.
-	legs := in.figures[0][:strings.Index(in.figures[0], "3-hop")] +
-		"3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 95.593ms vs 95.857ms, hop 2 53.803ms vs 13.061ms, hop 3 16.505ms vs 48.871ms (medians)"
+	// their echo and which do not, from the figure's numbers; the pings'
+	// leg-by-leg figure does not count.
+	legs := prefix + "3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the echo on the stream it took: hop 1 95.593ms vs 95.857ms, hop 2 53.803ms vs 13.061ms, hop 3 16.505ms vs 48.871ms (medians)"
+	pingLegs := prefix + "3-hop round trip (1024 B, warm), leg by leg, the chain's leg vs the ping on the stream it took: hop 1 95.593ms vs 5ms, hop 2 53.803ms vs 5ms, hop 3 16.505ms vs 5ms (medians)"
 	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)})
-	for _, want := range []string{"hop 2 53.8ms vs 13.1ms", "within 3ms of each other on leg 1 (-300µs)", "slower than the ping on the same stream by more than a hop's compute and framing could make on leg 2 (+41ms)",
-		"faster than the ping on the same stream on leg 3 (-32ms)", "tens of milliseconds apart"} {
+	for _, want := range []string{"hop 2 53.8ms vs 13.1ms", "within 3ms of each other on leg 1 (-300µs)", "slower than the echo on the same stream by more than a hop's compute and framing could make on leg 2 (+41ms)",
+		"faster than the echo on the same stream on leg 3 (-32ms)", "tens of milliseconds apart"} {
 		if !strings.Contains(tg.why, want) {
 			t.Fatalf("reason %q lacks %q", tg.why, want)
 		}
 	}
 	// With the raw chain, the reason gives what tor itself made of it.
-	chain := "TestIntegrationTorOverhead/3_hops: 3-hop round trip (1024 B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): 1.10× (160ms vs 145.5ms; the raw chain ÷ the sum of the pings on the chain's own streams: 1.14×)"
-	one := "TestIntegrationTorOverhead/throughput: 1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the ping on the same stream, in the same rounds: 0.95× (medians 86.706ms vs 90.964ms; 20 rounds)"
+	chain := prefix + "3-hop round trip (1024 B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): 1.10× (160ms vs 145.5ms; the raw chain ÷ the sum of the pings on the chain's own streams: 1.14×)"
+	one := "TestIntegrationTorOverhead/throughput: 1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the echo of its frames on the same stream, in the same rounds: 0.95× (medians 86.706ms vs 90.964ms; ÷ the ping on the same stream: 1.20×, 70ms; 20 rounds)"
 	tg, _ = torTarget(&torRun{figures: append(slices.Clone(in.figures), chain, one)})
 	if !strings.Contains(tg.why, "145.5ms, 1.14× the sum of the same pings, and the round trip is 1.10× that raw chain") ||
-		!strings.Contains(tg.why, "the ping on the same stream: 0.95× (86.706ms vs 90.964ms)") {
+		!strings.Contains(tg.why, "the echo of its frames on the same stream: 0.95× (86.706ms vs 90.964ms)") {
 		t.Fatalf("reason %q lacks the raw chain or the one-hop figure", tg.why)
 	}
-	in.figures = in.figures[1:] // no 1 KiB figure: no target
-	if _, ok := torTarget(in); ok {
-		t.Fatal("a target from a run without the 1 KiB figure")
+	met := &torRun{figures: slices.Clone(in.figures[1:])} // no 1 KiB echo figure: no target
+	if _, ok := torTarget(met); ok {
+		t.Fatal("a target from a run without the 1 KiB echo figure")
 	}
-	in.figures[0] = strings.Replace(in.figures[0], "32 B", "1024 B", 1)
-	if tg, ok := torTarget(in); !ok || !tg.met || strings.Contains(tg.measured, "leg by leg") {
+	met.figures[1] = strings.Replace(met.figures[1], "32 B", "1024 B", 1)
+	if tg, ok := torTarget(met); !ok || !tg.met || strings.Contains(tg.measured, "leg by leg") {
 		t.Fatalf("1.05× should meet ≤ 1.15×: %+v", tg)
 	}
-	// Met, but with legs apart from their pings: the cell says so.
-	if tg, _ := torTarget(&torRun{figures: append(slices.Clone(in.figures), legs)}); !tg.met || !strings.Contains(tg.measured, "leg by leg the chain and the pings") {
+	if tg, _ := torTarget(&torRun{figures: append(slices.Clone(met.figures), pingLegs)}); !tg.met || strings.Contains(tg.measured, "leg by leg") {
+		t.Fatalf("met, with only the pings' legs apart: %+v", tg)
+	}
+	// Met, but with legs apart from their echoes: the cell says so.
+	if tg, _ := torTarget(&torRun{figures: append(slices.Clone(met.figures), legs)}); !tg.met || !strings.Contains(tg.measured, "leg by leg the chain and the echoes") {
 		t.Fatalf("met with legs apart: %+v", tg)
 	}
 	var b strings.Builder

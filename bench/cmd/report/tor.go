@@ -101,18 +101,22 @@ func readTor(path string) (*torRun, error) {
 	return tr, sc.Err()
 }
 
-var torRatio = regexp.MustCompile(`3-hop round trip \(1024 B, warm\) ÷ sum of the three one-hop pings on the chain's own streams: ([0-9.]+)×`)
+var torRatio = regexp.MustCompile(`3-hop round trip \(1024 B, warm\) ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams: ([0-9.]+)×`)
 
-// torParts picks the round trip, the sum of the pings, the median of the
-// per-round ratios and the hops' own compute out of the 1 KiB figure.
-var torParts = regexp.MustCompile(`median (\S+) vs .* = (\S+); median of the per-round ratios ([0-9.]+)×; the hops' own compute: median (\S+) a message`)
+// torParts picks the round trip, the sum of the echoes and the median of
+// the per-round ratios out of the 1 KiB figure.
+var torParts = regexp.MustCompile(`median (\S+) vs .* = (\S+); median of the per-round ratios ([0-9.]+)×`)
+
+// torPings picks, out of the 1 KiB figure against the pings on the same
+// streams, that ratio and the hops' own compute.
+var torPings = regexp.MustCompile(`3-hop round trip \(1024 B, warm\) ÷ sum of the three one-hop pings on the chain's own streams: ([0-9.]+)× .*the hops' own compute: median (\S+) a message`)
 
 // torLegs picks the leg-by-leg figure of the 1 KiB message: each leg of
-// the chain and the ping on the stream that leg took.
-var torLegs = regexp.MustCompile(`3-hop round trip \(1024 B, warm\), leg by leg[^:]*: hop 1 (\S+) vs (\S+), hop 2 (\S+) vs (\S+), hop 3 (\S+) vs (\S+) `)
+// the chain and the echo on the stream that leg took.
+var torLegs = regexp.MustCompile(`3-hop round trip \(1024 B, warm\), leg by leg, the chain's leg vs the echo[^:]*: hop 1 (\S+) vs (\S+), hop 2 (\S+) vs (\S+), hop 3 (\S+) vs (\S+) `)
 
 // legsApart reports whether the leg-by-leg figure has a leg more than
-// legAgree away from the ping on its stream.
+// legAgree away from the echo on its stream.
 func legsApart(figs []string) bool {
 	for _, f := range figs {
 		m := torLegs.FindStringSubmatch(f)
@@ -143,7 +147,7 @@ var torOneHop = regexp.MustCompile(`1 hop \(1024 B, warm\), one stream: [^:]*: (
 func oneHopWhy(figs []string) string {
 	for _, f := range figs {
 		if m := torOneHop.FindStringSubmatch(f); m != nil {
-			return fmt.Sprintf("with one hop, in the same run, a message's leg ÷ the ping on the same stream: %s× (%s vs %s)", m[1], m[2], m[3])
+			return fmt.Sprintf("with one hop, in the same run, a message's leg ÷ the echo of its frames on the same stream: %s× (%s vs %s)", m[1], m[2], m[3])
 		}
 	}
 	return ""
@@ -160,12 +164,12 @@ func chainWhy(figs []string) string {
 	return ""
 }
 
-// legAgree is how close a leg of the chain and its ping must be to count
+// legAgree is how close a leg of the chain and its echo must be to count
 // as the same latency step: a hop's compute and framing are well below it.
 const legAgree = 3 * time.Millisecond
 
 // legsWhy says, from the leg-by-leg figure, how each leg of the chain
-// compares with the ping on the same stream; "" without the figure.
+// compares with the echo on the same stream; "" without the figure.
 func legsWhy(figs []string) string {
 	for _, f := range figs {
 		m := torLegs.FindStringSubmatch(f)
@@ -190,18 +194,18 @@ func legsWhy(figs []string) string {
 				faster = append(faster, fmt.Sprintf("%d (%s)", i+1, signed(d.Round(time.Millisecond))))
 			}
 		}
-		why := "leg by leg, the chain's leg vs the ping on the stream it took: " + strings.Join(parts, ", ")
+		why := "leg by leg, the chain's leg vs the echo on the stream it took: " + strings.Join(parts, ", ")
 		if len(agree) > 0 {
 			why += fmt.Sprintf("; within %v of each other on leg %s", legAgree, strings.Join(agree, ", "))
 		}
 		if len(slower) > 0 {
-			why += fmt.Sprintf("; the message slower than the ping on the same stream by more than a hop's compute and framing could make on leg %s", strings.Join(slower, ", "))
+			why += fmt.Sprintf("; the message slower than the echo on the same stream by more than a hop's compute and framing could make on leg %s", strings.Join(slower, ", "))
 		}
 		if len(faster) > 0 {
-			why += fmt.Sprintf("; the message faster than the ping on the same stream on leg %s", strings.Join(faster, ", "))
+			why += fmt.Sprintf("; the message faster than the echo on the same stream on leg %s", strings.Join(faster, ", "))
 		}
 		if len(slower)+len(faster) > 0 {
-			why += ": on the same stream, in the same rounds, a message's frame (about 2 KiB, which a node answers once it has all of it) and an empty ping took times tens of milliseconds apart, steps of the private network's latency that a hop's compute and transport (about a millisecond, in-process network above) cannot make"
+			why += ": on the same stream, in the same rounds, a message's frames and an echo of frames of the same sizes took times tens of milliseconds apart, steps of the private network's latency that a hop's compute and transport (about a millisecond, in-process network above) cannot make"
 		}
 		return why
 	}
@@ -231,7 +235,7 @@ func torTarget(tr *torRun) (target, bool) {
 			return target{}, false
 		}
 		t := target{
-			what: "private Tor network: 3-hop round trip, 1 KiB ÷ sum of the three one-hop pings on the chain's own streams", goal: "≤ 1.15×", issue: 13,
+			what: "private Tor network: 3-hop round trip, 1 KiB ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams", goal: "≤ 1.15×", issue: 13,
 			measured: fmt.Sprintf("%s (run of %s, see *Real Tor* below)", fmtRatio(v), tr.date), met: v <= 1.15, known: true,
 		}
 		parts := torParts.FindStringSubmatch(f)
@@ -239,16 +243,21 @@ func torTarget(tr *torRun) (target, bool) {
 			t.measured = fmt.Sprintf("%s, of the medians (median of the per-round ratios: %s×; run of %s, see *Real Tor* below)", fmtRatio(v), parts[3], tr.date)
 		}
 		if t.met && legsApart(tr.figures) {
-			t.measured += "; but leg by leg the chain and the pings on its own streams differ by more than a hop's compute and transport (see *Real Tor*): the verdict then rests on which latency steps of the private network the pings and the messages landed on"
+			t.measured += "; but leg by leg the chain and the echoes on its own streams differ by more than a hop's compute and transport (see *Real Tor*): the verdict then rests on which latency steps of the private network the echoes and the messages landed on"
 		}
 		if !t.met {
-			t.why = "see *Real Tor* below for the hops' own compute in the same rounds, against the difference between the round trip and the sum of the pings"
-			if m := parts; m != nil {
+			t.why = "see *Real Tor* below for the hops' own compute in the same rounds, against the difference between the round trip and the sum of the echoes"
+			var comp time.Duration
+			for _, f := range tr.figures {
+				if m := torPings.FindStringSubmatch(f); m != nil {
+					comp, _ = time.ParseDuration(m[2])
+				}
+			}
+			if m := parts; m != nil && comp > 0 {
 				trip, e1 := time.ParseDuration(m[1])
 				sum, e2 := time.ParseDuration(m[2])
-				comp, e3 := time.ParseDuration(m[4])
-				if e1 == nil && e2 == nil && e3 == nil {
-					t.why = fmt.Sprintf("the round trip exceeds the sum of the pings on its own streams by %v, of which the hops' own compute (peel, checks, sealing: HopEvent) is %v",
+				if e1 == nil && e2 == nil {
+					t.why = fmt.Sprintf("the round trip exceeds the sum of the echoes on its own streams by %v, of which the hops' own compute (peel, checks, sealing: HopEvent) is %v",
 						(trip - sum).Round(time.Millisecond), comp.Round(time.Microsecond))
 					if cw := chainWhy(tr.figures); cw != "" {
 						t.why += ". " + cw
@@ -259,7 +268,7 @@ func torTarget(tr *torRun) (target, bool) {
 					if lw := legsWhy(tr.figures); lw != "" {
 						t.why += ". " + lw
 					} else {
-						t.why += "; the rest is tor's transit of a message's frame against that of an empty ping: see *Real Tor* below"
+						t.why += "; the rest is tor's transit of the message's frames against that of the echoes: see *Real Tor* below"
 					}
 				}
 			}
@@ -284,5 +293,5 @@ func renderTor(w func(string, ...any), path string, tr *torRun) {
 		}
 		w("- %s\n", f)
 	}
-	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three transport pings on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Ping` on the client's stream to hop 1, `Node.Ping` on hop 1's stream to hop 2 and on hop 2's to hop 3. A ping is an empty frame (10 bytes) that the next hop's transport reader answers at once, with no handler: the stream's round trip through tor and both ends' transport, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move). The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the ping on the stream that leg took: a difference of tens of milliseconds (a step of the private network's latency) rather than a millisecond is more than a hop's compute and transport take (the hops' own compute below; the in-process network above for the transport): the same stream, in the same rounds, carried the message's frame and the empty ping at different speeds. *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Raw chain*: three echo servers behind onions of the service tor, each of which, as a node does, reads a whole 2 KiB message, sends it on to the next through the service tor and answers once the next has answered (the last answers at once), the first dialed from the client's tor, one round trip of it in every round: the chain's shape and tors with no ghostcomm in it, what tor itself makes of a chain of round trips against the sum of one-hop ones. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *1 hop, one stream*: a 1-node Primary, 1 KiB messages one at a time, each followed by `Client.Ping` on the stream it took; the message's leg is its round trip less the hop's `HopEvent.Total`. *Throughput*: the same 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
+	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three echoes on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Echo` on the client's stream to hop 1, `Node.Echo` on hop 1's stream to hop 2 and on hop 2's to hop 3. An echo is a transport ping whose frame is as long as the message's frame on that leg, and whose pong is as long as the leg's answer (the test counts the bytes each leg's stream carried for the message); the next hop's transport reader answers it at once, with no handler: the stream's round trip through tor and both ends' transport for the message's cells, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move, and the bytes each way). Tor carries a stream in cells of 498 bytes, and on this network a frame of several cells often waits tens of milliseconds longer than an empty ping of one, so the figure against the pings (10-byte frames) on the same streams, the denominator of earlier runs, is shown beside it. The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the echo (and, in the line after, the ping) on the stream that leg took: a difference of tens of milliseconds (a step of the private network's latency) rather than a millisecond is more than a hop's compute and transport take (the hops' own compute below; the in-process network above for the transport). *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Raw chain*: three echo servers behind onions of the service tor, each of which, as a node does, reads a whole 2 KiB message, sends it on to the next through the service tor and answers once the next has answered (the last answers at once), the first dialed from the client's tor, one round trip of it in every round: the chain's shape and tors with no ghostcomm in it, what tor itself makes of a chain of round trips against the sum of one-hop ones. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *1 hop, one stream*: a 1-node Primary, 1 KiB messages one at a time, each followed by `Client.Echo` of its frames' sizes and `Client.Ping` on the stream it took; the message's leg is its round trip less the hop's `HopEvent.Total`. *Throughput*: the same 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
 }
