@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ghostcomm/ghostcomm"
+	"github.com/ghostcomm/ghostcomm/internal/wire"
 	"github.com/ghostcomm/ghostcomm/torctl/tortest"
 )
 
@@ -197,5 +198,57 @@ func TestPingDeadStream(t *testing.T) {
 	node.Close()
 	if _, err := node.Ping(ctx, second); !errors.Is(err, ghostcomm.ErrClosed) {
 		t.Fatalf("Node.Ping after Close: %v; want ErrClosed", err)
+	}
+}
+
+// An echo request the Primary has no room for is refused busy on its own
+// stream id, and is no refused payload request: PrimaryStats.PayloadsRefused
+// counts what clients asked for, not what a stranger's pings cost. Catches a
+// Primary that counts every refused frame as a refused payload.
+func TestPrimaryEchoRefusalIsNoPayloadRefusal(t *testing.T) {
+	n := tortest.NewNetwork(tortest.Config{})
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const maxFrame = 64 << 10
+	p, err := ghostcomm.NewPrimary(ctx, n.Controller(), n.Dialer(), ghostcomm.PrimaryConfig{Nodes: 1,
+		Node: ghostcomm.NodeConfig{MaxFrameSize: maxFrame, MaxInflightBytes: 1}}) // raised to maxFrame + 8 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dial := func() net.Conn {
+		c, err := n.Dialer().DialContext(ctx, "tcp", p.Onion().Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return c
+	}
+	// Fill the Primary's budget with bodies begun and never finished: each
+	// holds the transport's first chunk (4 KiB).
+	for range (maxFrame + 8<<10) / (4 << 10) {
+		c := dial()
+		if _, err := c.Write(append(wire.Header{Type: wire.PayloadRequest, ID: 1, Len: maxFrame}.Append(nil), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial()
+	var h wire.Header
+	var body []byte
+	for h.Type != wire.Reject { // the fillers' first bytes may still be on their way
+		if err := wire.WriteFrame(c, wire.Ping, 9, wire.PingBody(make([]byte, 100), 100)); err != nil {
+			t.Fatal(err)
+		}
+		if h, body, err = wire.ReadFrame(c, maxFrame); err != nil {
+			t.Fatalf("answer to an echo: %v", err)
+		}
+	}
+	if h.ID != 9 || len(body) != 1 || wire.RejectCode(body[0]) != wire.RejectBusy {
+		t.Fatalf("echo refused with %+v %x; want reject busy on id 9", h, body)
+	}
+	if st := p.Stats(); st.PayloadsRefused != 0 {
+		t.Fatalf("PayloadsRefused %d after a refused echo; want 0", st.PayloadsRefused)
 	}
 }

@@ -298,7 +298,11 @@ func NewPrimary(ctx context.Context, tc TorController, dialer Dialer, cfg Primar
 		return nil, fmt.Errorf("ghostcomm: primary listener: %w", err)
 	}
 	nc := c.Node.withDefaults()
-	p.srv = transport.NewServer(ln, p.handle, nc.serverConfig(func(wire.Type, error) { p.payloadsRefused.Add(1) }))
+	p.srv = transport.NewServer(ln, p.handle, nc.serverConfig(func(t wire.Type, _ error) {
+		if t != wire.Ping { // an echo request refused is no payload refused
+			p.payloadsRefused.Add(1)
+		}
+	}))
 	oc := OnionConfig{VirtualPort: c.OnionPort, Target: ln.Addr().String(), Key: c.OnionKey, ClientAuth: c.ClientAuth, PoW: *c.PoW}
 	var onion Onion
 	err = retry(ctx, c.Logger, "primary onion", func() (err error) {
