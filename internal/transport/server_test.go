@@ -68,15 +68,7 @@ func TestServerRefusesPingWithoutRoom(t *testing.T) {
 	cfg := baseServerConfig()
 	cfg.MaxInflight = 1 // raised to MaxFrame+HandlerCost = 72 KiB
 	s, addr := startServer(t, echo, cfg)
-	floor := int64(cfg.MaxFrame) + HandlerCost
-	var fillers []net.Conn
-	for int64(len(fillers))*firstChunk < floor {
-		c := dialRaw(t, addr)
-		sendRaw(t, c, header(wire.Message, 1, cfg.MaxFrame))
-		sendRaw(t, c, []byte{0})
-		fillers = append(fillers, c)
-	}
-	waitFor(t, "the budget full", func() bool { return s.Stats().BytesHeld == floor })
+	fillers, _ := fillBudget(t, s, addr, cfg)
 
 	c := dialRaw(t, addr)
 	out := bytes.Repeat([]byte("p"), 100)
@@ -155,17 +147,7 @@ func TestServerRefusesBodyWithoutRoomAndKeepsStream(t *testing.T) {
 		}
 	}
 	s, addr := startServer(t, echo, cfg)
-	floor := int64(cfg.MaxFrame) + HandlerCost
-
-	// Fill the budget: each filler holds firstChunk for a body it started.
-	var fillers []net.Conn
-	for int64(len(fillers))*firstChunk < floor {
-		c := dialRaw(t, addr)
-		sendRaw(t, c, header(wire.Message, 1, cfg.MaxFrame))
-		sendRaw(t, c, []byte{0})
-		fillers = append(fillers, c)
-	}
-	waitFor(t, "the budget full", func() bool { return s.Stats().BytesHeld == floor })
+	fillers, floor := fillBudget(t, s, addr, cfg)
 
 	c := dialRaw(t, addr)
 	body := bytes.Repeat([]byte("b"), 100)
@@ -602,4 +584,21 @@ func TestServerIdleWorkersExit(t *testing.T) {
 	c.Close()
 	s.Close()
 	settled()
+}
+
+// fillBudget fills the memory budget of a server whose MaxInflight is its
+// floor (MaxFrame+HandlerCost) with streams that each began a body and hold
+// firstChunk for it, and returns them and the floor.
+func fillBudget(t *testing.T, s *Server, addr string, cfg ServerConfig) ([]net.Conn, int64) {
+	t.Helper()
+	floor := int64(cfg.MaxFrame) + HandlerCost
+	var fillers []net.Conn
+	for int64(len(fillers))*firstChunk < floor {
+		c := dialRaw(t, addr)
+		sendRaw(t, c, header(wire.Message, 1, cfg.MaxFrame))
+		sendRaw(t, c, []byte{0})
+		fillers = append(fillers, c)
+	}
+	waitFor(t, "the budget full", func() bool { return s.Stats().BytesHeld == floor })
+	return fillers, floor
 }
