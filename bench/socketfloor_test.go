@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/ghostcomm/ghostcomm"
@@ -264,4 +265,79 @@ func (f *socketFloor) warm(n int, data []byte) error {
 		err = errors.Join(err, <-errs)
 	}
 	return err
+}
+
+// TestSocketFloor: the socket floor relays every message through its three
+// hops (each hop's replay set gets one tag a message), gives the data back
+// intact, reuses a sender's stream, and drops a stream that brings a frame
+// it cannot open instead of answering it or hanging, while other streams
+// carry on.
+func TestSocketFloor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tor := tortest.NewNetwork(tortest.Config{})
+	defer tor.Close()
+	r, err := newRoute(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := newSocketFloor(ctx, tor, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	data := crypto(t).data["1KiB"]
+
+	const senders, each = 4, 5
+	if err := f.warm(senders, data); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, senders)
+	for range senders {
+		go func() {
+			var err error
+			for range each {
+				err = errors.Join(err, checkSocketFloor(f, data))
+			}
+			errc <- err
+		}()
+	}
+	for range senders {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, rs := range f.replays {
+		rs.mu.Lock()
+		n := len(rs.seen)
+		rs.mu.Unlock()
+		if n != senders*(each+1) {
+			t.Fatalf("hop %d peeled %d layers, want %d", i, n, senders*(each+1))
+		}
+	}
+	if n := len(f.free); n == 0 || n > senders {
+		t.Fatalf("%d free streams after %d senders", n, senders)
+	}
+
+	// A frame whose layer does not open: the relay closes the stream.
+	c, err := f.dialer.DialContext(ctx, "tcp", f.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	bad := message{layer: bytes.Repeat([]byte{0xa5}, 900), data: bytes.Repeat([]byte{0x5a}, 1200)}
+	if err := writeMessageFrame(c, 1, 60_000, bad); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := wire.ReadFrame(c, socketFloorMaxFrame)
+	if err == nil {
+		t.Fatalf("a frame that does not open was answered: %v", h.Type)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("a frame that does not open left the stream hanging: %v", err)
+	}
+	if err := checkSocketFloor(f, data); err != nil {
+		t.Fatalf("after a bad stream: %v", err)
+	}
 }
