@@ -291,6 +291,24 @@ func BenchmarkNetwork(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
 		})
+		b.Run(fmt.Sprintf("senders=%d/socket-floor", senders), func(b *testing.B) {
+			// Open the senders' streams before the timer starts, as the
+			// network's Client already has its streams open.
+			if err := nf.floor.warm(senders, data); err != nil {
+				b.Fatal(err)
+			}
+			lat := make([]time.Duration, b.N)
+			elapsed := runSenders(b, senders, func(i int) error {
+				t0 := time.Now()
+				err := checkSocketFloor(nf.floor, data)
+				lat[i] = time.Since(t0)
+				return err
+			})
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+			b.ReportMetric(float64(percentile(lat, 50))/1e6, "p50-ms")
+			b.ReportMetric(float64(percentile(lat, 99))/1e6, "p99-ms")
+		})
 	}
 }
 

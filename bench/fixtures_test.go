@@ -136,7 +136,8 @@ type netFixture struct {
 	net     *tortest.Network
 	primary *ghostcomm.Primary
 	client  *ghostcomm.Client
-	route   *route // a 3-hop route of fresh keys for the crypto-only bound
+	route   *route       // a 3-hop route of fresh keys for the crypto-only bound
+	floor   *socketFloor // relays of route on the same fake Tor: the socket floor
 
 	// hopNanos and hops sum HopEvent.Process over every hop the nodes
 	// handled: what the hops themselves computed, as against the round
@@ -180,6 +181,9 @@ func network(tb testing.TB) *netFixture {
 		if netErr == nil {
 			f.route, netErr = newRoute(3)
 		}
+		if netErr == nil {
+			f.floor, netErr = newSocketFloor(ctx, f.net, f.route)
+		}
 		if netErr != nil {
 			f.close()
 			return
@@ -194,6 +198,9 @@ func network(tb testing.TB) *netFixture {
 
 func (f *netFixture) close() error {
 	var err error
+	if f.floor != nil {
+		f.floor.close()
+	}
 	if f.client != nil {
 		f.client.Close()
 	}

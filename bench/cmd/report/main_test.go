@@ -319,3 +319,42 @@ func TestTailRatioPerRunInHistory(t *testing.T) {
 		t.Fatalf("history p99 ÷ p50 %q, want 2.00×", row[i])
 	}
 }
+
+// The socket floor's tail is taken as ghostcomm's is, within each run then
+// medianed, and the tail target says whether the floor itself meets it.
+func TestSocketFloorTail(t *testing.T) {
+	for _, c := range []struct {
+		floorP99, floorP50 []float64
+		measured, why      string
+	}{
+		// Ratios of each run: 3, 2, 1.5 (median 2); the ratio of the medians would be 1.5.
+		{[]float64{30, 100, 45}, []float64{10, 50, 30}, "; socket floor 2.00× in the same runs", "alone give a tail over the target"},
+		// Ratios of each run: 1.2, 1.3, 3 (median 1.3); the ratio of the medians would be 39 / 20 = 1.95.
+		{[]float64{12, 39, 60}, []float64{10, 30, 20}, "; socket floor 1.30× in the same runs", "the floor meets the target"},
+	} {
+		r := results{
+			"Network/senders=64/network":      {"msg/s": {100, 100, 100}, "p99-ms": {30, 100, 45}, "p50-ms": {10, 50, 30}},
+			"Network/senders=64/crypto-only":  {"msg/s": {100, 100, 100}},
+			"Network/senders=64/socket-floor": {"p99-ms": c.floorP99, "p50-ms": c.floorP50},
+		}
+		var tg *target
+		for _, x := range targets(r, nil) {
+			if x.what == "same benchmark: p99 ÷ p50 round trip" {
+				tg = &x
+			}
+		}
+		if tg == nil {
+			t.Fatal("no p99 ÷ p50 target")
+		}
+		if !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) {
+			t.Errorf("measured %q, why %q; want %q and %q", tg.measured, tg.why, c.measured, c.why)
+		}
+	}
+	// Without a socket floor in the run, the target says nothing of it.
+	r := results{"Network/senders=64/network": {"p99-ms": {30}, "p50-ms": {10}}}
+	for _, x := range targets(r, nil) {
+		if x.what == "same benchmark: p99 ÷ p50 round trip" && (strings.Contains(x.measured, "floor") || strings.Contains(x.why, "floor")) {
+			t.Errorf("no floor was run, but: %q / %q", x.measured, x.why)
+		}
+	}
+}
