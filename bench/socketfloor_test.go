@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func (f *socketFloor) serve(hop int, c net.Conn) {
 		}
 		if down == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), socketFloorTimeout)
-			down, err = f.dialer.DialContext(ctx, "tcp", f.addrs[res.next])
+			down, err = f.dial(ctx, res.next)
 			cancel()
 			if err != nil || !f.track(down) {
 				down = nil
@@ -181,7 +182,7 @@ func (f *socketFloor) roundTrip(data []byte) ([]byte, error) {
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), socketFloorTimeout)
 		var err error
-		c, err = f.dialer.DialContext(ctx, "tcp", f.addrs[0])
+		c, err = f.dial(ctx, 0)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -340,4 +341,30 @@ func TestSocketFloor(t *testing.T) {
 	if err := checkSocketFloor(f, data); err != nil {
 		t.Fatalf("after a bad stream: %v", err)
 	}
+}
+
+// memPipes, set by GHOSTCOMM_FLOOR_PIPES=1, has the socket floor relay on
+// in-memory pipes (net.Pipe) instead of the fake Tor's loopback sockets: the
+// same relay with no network poller between its goroutines, to tell the
+// poller's share of the tail from the scheduler's (docs/PERFORMANCE.md,
+// "What is measured").
+var memPipes = os.Getenv("GHOSTCOMM_FLOOR_PIPES") == "1"
+
+// dial opens a stream to relay hop: through the fake Tor, or with memPipes
+// an in-memory pipe whose other end that relay serves at once.
+func (f *socketFloor) dial(ctx context.Context, hop int) (net.Conn, error) {
+	if !memPipes {
+		return f.dialer.DialContext(ctx, "tcp", f.addrs[hop])
+	}
+	a, b := net.Pipe()
+	if !f.track(b) {
+		return nil, net.ErrClosed
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer f.untrack(b)
+		f.serve(hop, b)
+	}()
+	return a, nil
 }
