@@ -377,6 +377,15 @@ func fmtPct(v float64) string {
 	return fmt.Sprintf("%.0f%%", 100*v)
 }
 
+// fmtPctAgainst is fmtPct with one decimal more when v rounds to the goal
+// without reaching it, so that a figure never reads as the goal it missed.
+func fmtPctAgainst(v, goal float64) string {
+	if s := fmtPct(v); s != fmtPct(goal) || v >= goal || math.IsNaN(v) {
+		return s
+	}
+	return fmt.Sprintf("%.1f%%", 100*v)
+}
+
 // mibps converts ns per op of size bytes to MiB/s.
 func mibps(size, ns float64) float64 { return size / (1 << 20) / (ns / 1e9) }
 
@@ -488,7 +497,7 @@ func targets(r, perCore results) []target {
 	hop := r.get("Network/senders=64/network", "hop-ms")
 	t = target{
 		what: "in-process network, 3 hops, 64 senders, 1 KiB: throughput ÷ crypto-only bound", goal: "≥ 85%", issue: 13,
-		measured: fmt.Sprintf("%s (%s msg/s vs %s msg/s)", fmtPct(nw/cb), fmtNum(nw, 0), fmtNum(cb, 0)),
+		measured: fmt.Sprintf("%s (%s msg/s vs %s msg/s)", fmtPctAgainst(nw/cb, 0.85), fmtNum(nw, 0), fmtNum(cb, 0)),
 		met:      nw/cb >= 0.85, known: known(nw, cb),
 	}
 	if t.known && !t.met {

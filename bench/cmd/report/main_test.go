@@ -358,3 +358,16 @@ func TestSocketFloorTail(t *testing.T) {
 		}
 	}
 }
+
+// A figure that rounds to its goal without reaching it says so with one
+// decimal more: 84.94% of a ≥ 85% goal is not "85%", not met.
+func TestPctAgainstGoal(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{0.8494, "84.9%"}, {0.85, "85%"}, {0.8551, "86%"}, {0.8449, "84%"}, {0.83, "83%"}} {
+		if got := fmtPctAgainst(c.v, 0.85); got != c.want {
+			t.Errorf("fmtPctAgainst(%v, 0.85) = %q; want %q", c.v, got, c.want)
+		}
+	}
+}
