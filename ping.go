@@ -41,12 +41,10 @@ func (n *Node) Ping(ctx context.Context, to Onion) (time.Duration, error) {
 // peer's pong carries the first back of them back, so the figure is the
 // round trip of that stream for frames of chosen sizes each way (a ping
 // frame of 14+out bytes: its 10-byte header and 4 bytes that say how many
-// come back; a pong frame of 10+back). Tor carries a stream in cells of 498
-// bytes, and frames of several cells need not take the time a ping of one
-// does: Echo with the sizes of a message's frames times what that stream
-// costs the message. The peer reads the bytes and writes them back without
-// a handler, charging them to its memory bounds like a message's. Echo
-// with out and back both 0 is Ping.
+// come back; a pong frame of 10+back), such as a message's and its
+// answer's. The peer reads the bytes and writes them back without a
+// handler, charging them to its memory bounds like a message's. Echo with
+// out and back both 0 is Ping.
 //
 // Errors are Ping's, and: ErrFrameTooLarge unless 0 <= back <= out <=
 // MaxEcho, with nothing sent; ErrBusy when the peer had no room for the

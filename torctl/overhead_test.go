@@ -28,11 +28,16 @@ import (
 // figures beside the targets (-overhead.extras): pings on streams of their
 // own, raw echoes, a size sweep and a raw chain, four more onions and
 // their rounds. The report asks for all of it; the defaults keep the test
-// short in the suite.
+// short in the suite. overheadSettle is how long the streams stay idle
+// before each message and each set of pings or echoes: on the private
+// network an exchange right after another on the same circuit often takes
+// tens of milliseconds longer, so without it whichever went second would
+// lose (-overhead.settle=0 shows it).
 var (
 	overheadRounds = flag.Int("overhead.rounds", 3, "rounds of TestIntegrationTorOverhead")
 	overheadMsgs   = flag.Int("overhead.msgs", 100, "messages per throughput run of TestIntegrationTorOverhead")
 	overheadExtras = flag.Bool("overhead.extras", false, "TestIntegrationTorOverhead: also the figures beside the targets")
+	overheadSettle = flag.Duration("overhead.settle", 300*time.Millisecond, "TestIntegrationTorOverhead: idle time on the streams before each message and each set of pings or echoes")
 )
 
 const throughputWindow = 16
@@ -206,6 +211,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				clear(events)
 				evMu.Unlock()
 				bytesBefore := [2]map[string][2]int64{fromClientBytes.snapshot(), fromNodeBytes.snapshot()}
+				time.Sleep(*overheadSettle)
 				res, err := client.Send(ctx, msg)
 				computed = append(computed, time.Duration(compute.Load()-before))
 				if err != nil || !res.Verified || len(res.Route) != 3 {
@@ -234,43 +240,42 @@ func TestIntegrationTorOverhead(t *testing.T) {
 					}
 					frames[i] = lb.since(bytesBefore[side], n.Onion.Addr())
 				}
-				// The ping on each stream the message took, then on a
-				// stream of its own along the same leg.
-				var sum time.Duration
-				for i, n := range res.Route {
-					var d time.Duration
-					if i == 0 {
-						d, err = client.Ping(ctx, n.Onion)
-					} else {
-						d, err = src.Node(res.Route[i-1].Onion).Ping(ctx, n.Onion)
+				// On each stream the message took, a ping and an echo: a
+				// transport ping whose frames are as long as the leg's, the
+				// stream's round trip for the message's cells (a ping
+				// frame is 14+out bytes, a pong 10+back, back at most
+				// out). Which goes first alternates from round to round,
+				// so that neither always finds the stream just used.
+				var sum, echoSum time.Duration
+				for k := range 2 {
+					echo := (k+len(trips))%2 == 1
+					time.Sleep(*overheadSettle)
+					for i, n := range res.Route {
+						var out, back int
+						if echo {
+							back = int(frames[i][1]) - wire.HeaderSize
+							out = max(int(frames[i][0])-wire.HeaderSize-wire.EchoPrefix, back)
+						}
+						var d time.Duration
+						if i == 0 {
+							d, err = client.Echo(ctx, n.Onion, out, back)
+						} else {
+							d, err = src.Node(res.Route[i-1].Onion).Echo(ctx, n.Onion, out, back)
+						}
+						if err != nil {
+							t.Fatalf("echo of %d bytes, %d back, to hop %d on the chain's stream: %v", out, back, i+1, err)
+						}
+						if echo {
+							echoes[i] = append(echoes[i], d)
+							echoSum += d
+						} else {
+							same[i] = append(same[i], d)
+							sum += d
+						}
 					}
-					if err != nil {
-						t.Fatalf("ping hop %d on the chain's stream: %v", i+1, err)
-					}
-					same[i] = append(same[i], d)
-					sum += d
-				}
-				// An echo on each stream the message took, its frames as
-				// long as the leg's: the stream's round trip for the
-				// message's cells. A ping frame is 14+out bytes, a pong
-				// 10+back, and back is at most out.
-				var echoSum time.Duration
-				for i, n := range res.Route {
-					back := int(frames[i][1]) - wire.HeaderSize
-					out := max(int(frames[i][0])-wire.HeaderSize-wire.EchoPrefix, back)
-					var d time.Duration
-					if i == 0 {
-						d, err = client.Echo(ctx, n.Onion, out, back)
-					} else {
-						d, err = src.Node(res.Route[i-1].Onion).Echo(ctx, n.Onion, out, back)
-					}
-					if err != nil {
-						t.Fatalf("echo of %d bytes, %d back, to hop %d on the chain's stream: %v", out, back, i+1, err)
-					}
-					echoes[i] = append(echoes[i], d)
-					echoSum += d
 				}
 				echoRatios = append(echoRatios, float64(res.RoundTrip)/float64(echoSum))
+				// A ping along each leg on a stream of its own.
 				for i, n := range res.Route {
 					if !*overheadExtras {
 						break
@@ -367,6 +372,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 		var legs, echoes, pings []time.Duration
 		for range *overheadRounds {
 			snap := lb.snapshot()
+			time.Sleep(*overheadSettle)
 			res, err := client.Send(ctx, msg)
 			if err != nil || !res.Verified {
 				t.Fatalf("Send: %v", err)
@@ -375,15 +381,23 @@ func TestIntegrationTorOverhead(t *testing.T) {
 			hop := res.Route[0].Onion
 			frames := lb.since(snap, hop.Addr())
 			back := int(frames[1]) - wire.HeaderSize
-			d, err := client.Echo(ctx, hop, max(int(frames[0])-wire.HeaderSize-wire.EchoPrefix, back), back)
-			if err != nil {
-				t.Fatalf("Echo: %v", err)
+			out := max(int(frames[0])-wire.HeaderSize-wire.EchoPrefix, back)
+			for k := range 2 { // which goes first alternates, as above
+				time.Sleep(*overheadSettle)
+				if (k+len(legs))%2 == 0 {
+					d, err := client.Ping(ctx, hop)
+					if err != nil {
+						t.Fatalf("Ping: %v", err)
+					}
+					pings = append(pings, d)
+				} else {
+					d, err := client.Echo(ctx, hop, out, back)
+					if err != nil {
+						t.Fatalf("Echo: %v", err)
+					}
+					echoes = append(echoes, d)
+				}
 			}
-			echoes = append(echoes, d)
-			if d, err = client.Ping(ctx, hop); err != nil {
-				t.Fatalf("Ping: %v", err)
-			}
-			pings = append(pings, d)
 		}
 		testnet.Figure(t, "1 hop (1024 B, warm), one stream: the message's leg (round trip less the hop's HopEvent.Total) ÷ the echo of its frames on the same stream, in the same rounds: %.2f× (medians %v vs %v; ÷ the ping on the same stream: %.2f×, %v; %d rounds)",
 			float64(median(legs))/float64(median(echoes)), median(legs).Round(time.Microsecond), median(echoes).Round(time.Microsecond),
