@@ -248,11 +248,11 @@ func TestIntegrationTorOverhead(t *testing.T) {
 				// so that neither always finds the stream just used.
 				var sum, echoSum time.Duration
 				for k := range 2 {
-					echo := (k+len(trips))%2 == 1
+					isEcho := (k+len(trips))%2 == 1
 					time.Sleep(*overheadSettle)
 					for i, n := range res.Route {
 						var out, back int
-						if echo {
+						if isEcho {
 							back = int(frames[i][1]) - wire.HeaderSize
 							out = max(int(frames[i][0])-wire.HeaderSize-wire.EchoPrefix, back)
 						}
@@ -265,7 +265,7 @@ func TestIntegrationTorOverhead(t *testing.T) {
 						if err != nil {
 							t.Fatalf("echo of %d bytes, %d back, to hop %d on the chain's stream: %v", out, back, i+1, err)
 						}
-						if echo {
+						if isEcho {
 							echoes[i] = append(echoes[i], d)
 							echoSum += d
 						} else {

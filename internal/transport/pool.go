@@ -476,17 +476,15 @@ func (m *mux) readLoop() {
 		m.mu.Lock()
 		m.lastRecv = now
 		m.pingSent = time.Time{}
+		// A Pong answers no request, whatever its id: a request taken off
+		// pending by one would never be answered, nor woken when the
+		// stream dies. A Reject with a ping's id refuses that ping (no
+		// room for its body).
 		var ch chan muxResult
-		switch {
-		case h.Type == wire.Pong, h.Type == wire.Reject && m.pongs[h.ID] != nil:
-			// A Pong answers no request, whatever its id: a request
-			// taken off pending by one would never be answered, nor
-			// woken when the stream dies. A Reject with a ping's id
-			// refuses that ping (no room for its body).
-			if ch = m.pongs[h.ID]; ch != nil {
-				delete(m.pongs, h.ID)
-			}
-		default:
+		if pong := m.pongs[h.ID]; pong != nil && (h.Type == wire.Pong || h.Type == wire.Reject) {
+			ch = pong
+			delete(m.pongs, h.ID)
+		} else if h.Type != wire.Pong {
 			ch = m.pending[h.ID]
 			delete(m.pending, h.ID)
 		}
