@@ -100,6 +100,17 @@ func (p *pinger) ping() (time.Duration, error) {
 // -tor` in bench/ runs this test and puts them in docs/PERFORMANCE.md.
 func TestIntegrationTorOverhead(t *testing.T) {
 	e, _ := setup(t)
+	// Whether loopback delays its acknowledgements decides the private
+	// network's latency steps (see testnet.LoopbackQuickAck): the report
+	// reads the run's mode from this figure.
+	switch qa, err := testnet.LoopbackQuickAck(); {
+	case err != nil:
+		testnet.Figure(t, "loopback TCP acknowledgements: unknown (%v)", err)
+	case qa:
+		testnet.Figure(t, "loopback TCP acknowledgements: immediate (the route to 127.0.0.1 has quickack 1)")
+	default:
+		testnet.Figure(t, "loopback TCP acknowledgements: delayed (the kernel's default: up to 40 ms)")
+	}
 	// The rounds take longer than the other integration tests' bound when
 	// the report asks for many on slow circuits: about 3 s a round at most.
 	ctx, cancel := context.WithTimeout(context.Background(), integrationTimeout+time.Duration(*overheadRounds)*3*time.Second)

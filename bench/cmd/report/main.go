@@ -52,6 +52,7 @@ type options struct {
 	timeout    string
 	history    string
 	tor        bool
+	torFlip    bool
 	torFile    string
 	kept       string // the kept sections of the report replaced
 }
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&o.timeout, "timeout", "60m", "go test -timeout")
 	flag.StringVar(&o.history, "history", "history.tsv", "file of the key figures of earlier runs: shown in the report, this run's appended (empty: none)")
 	flag.BoolVar(&o.tor, "tor", false, "also run TestIntegrationTorOverhead on the private Tor network (needs tor) and record its figures in -torfile")
+	flag.BoolVar(&o.torFlip, "tor.flip", true, "with -tor, run the test a second time with loopback's delayed TCP acknowledgements switched the other way (needs root and ip; the routes are put back afterwards)")
 	flag.StringVar(&o.torFile, "torfile", "tor-figures.txt", "file of the figures of the last -tor run: shown in the report (empty: none)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -140,7 +142,7 @@ func run(o options) error {
 	m.duration = time.Since(started)
 	var tr *torRun
 	if o.tor {
-		if tr, err = runTor(m.commit, io.MultiWriter(os.Stdout, raw)); err != nil {
+		if tr, err = runTors(m.commit, io.MultiWriter(os.Stdout, raw), o.torFlip); err != nil {
 			return err
 		}
 		if o.torFile != "" {

@@ -252,6 +252,58 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 	if !strings.Contains(b.String(), "abc1234") || !strings.Contains(b.String(), "- 3-hop round trip (32 B") {
 		t.Fatalf("rendered:\n%s", b.String())
 	}
+
+	// Two runs, one with loopback's acknowledgements immediate and one
+	// with them delayed: both are written and read back, the target is the
+	// immediate run's and gives the other's ratio and raw chains beside it.
+	const acksPrefix = "TestIntegrationTorOverhead: loopback TCP acknowledgements: "
+	chainAt := func(r string) string {
+		return prefix + "3-hop round trip (1024 B, warm) ÷ a raw chain of three echo servers on the same tors (2 KiB each way, each answering once the next has, in the same rounds): 1.00× (60ms vs 60ms; the raw chain ÷ the sum of the pings on the chain's own streams: " + r + "×)"
+	}
+	quick := &torRun{date: "2026-12-01 11:40 UTC", commit: "def5678", loadBefore: "1", loadAfter: "2", command: "go test",
+		figures: []string{acksPrefix + "immediate (the route to 127.0.0.1 has quickack 1)",
+			prefix + "3-hop round trip (1024 B, warm) ÷ sum of the three one-hop echoes of the legs' frames on the chain's own streams: 1.02× (median 60ms vs 20ms + 20ms + 18.8ms = 58.8ms; median of the per-round ratios 1.01×; 60 rounds)",
+			chainAt("1.10")},
+		other: &torRun{date: "2026-12-01 11:30 UTC", commit: "def5678", loadBefore: "3", loadAfter: "4", command: "go test",
+			figures: append([]string{acksPrefix + "delayed (the kernel's default: up to 40 ms)"}, append(slices.Clone(in.figures), chainAt("1.72"))...)}}
+	if err := writeTor(path, quick); err != nil {
+		t.Fatal(err)
+	}
+	out, err = readTor(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.other == nil || out.acks() != "immediate" || out.other.acks() != "delayed" || !slices.Equal(out.figures, quick.figures) ||
+		!slices.Equal(out.other.figures, quick.other.figures) || out.other.date != quick.other.date || out.other.loadAfter != "4" {
+		t.Fatalf("read back %+v (other %+v), wrote %+v", out, out.other, quick)
+	}
+	tg, ok = torTarget(out)
+	for _, want := range []string{"loopback's TCP acknowledgements immediate", "with loopback's acknowledgements delayed, in a run of the same command right beside it: 1.24×",
+		"tor's own raw chain there 1.72× the sum of its pings, against 1.10× here"} {
+		if !ok || !tg.met || !strings.HasPrefix(tg.measured, "1.02×") || !strings.Contains(tg.measured, want) {
+			t.Fatalf("target %+v: want met at 1.02× and %q", tg, want)
+		}
+	}
+	b.Reset()
+	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)
+	for _, want := range []string{"| loopback's TCP acknowledgements | immediate |", "### The same test with loopback's TCP acknowledgements delayed", "| loopback's TCP acknowledgements | delayed |", "- 3-hop round trip (32 B"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("rendered lacks %q:\n%s", want, b.String())
+		}
+	}
+	// Without a second run, the section says why.
+	out.other, out.noOther = nil, "switching loopback's acknowledgements needs root"
+	if err := writeTor(path, out); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = readTor(path); err != nil || out.noOther != "switching loopback's acknowledgements needs root" {
+		t.Fatalf("no other run read back as %+v, %v", out, err)
+	}
+	b.Reset()
+	renderTor(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, path, out)
+	if !strings.Contains(b.String(), "No second run with loopback's acknowledgements switched the other way: switching loopback's acknowledgements needs root.") {
+		t.Fatalf("rendered:\n%s", b.String())
+	}
 }
 
 // The hand-written sections of the report replaced are kept, markers

@@ -2,15 +2,20 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/ghostcomm/ghostcomm/torctl/testnet"
 )
 
 // torTest is the test of the root module that measures ghostcomm over the
@@ -21,6 +26,79 @@ const torTest = "^TestIntegrationTorOverhead$"
 type torRun struct {
 	date, commit, loadBefore, loadAfter, command string
 	figures                                      []string
+	// other is the run made right after (or before) this one with
+	// loopback's acknowledgements the other way; noOther says why there
+	// is none.
+	other   *torRun
+	noOther string
+}
+
+// torAcks picks a run's loopback mode out of its figures.
+var torAcks = regexp.MustCompile(`loopback TCP acknowledgements: (immediate|delayed|unknown)`)
+
+// acks is the run's loopback mode: "immediate", "delayed", or "unknown"
+// (also for a run that did not log it).
+func (tr *torRun) acks() string {
+	for _, f := range tr.figures {
+		if m := torAcks.FindStringSubmatch(f); m != nil {
+			return m[1]
+		}
+	}
+	return "unknown"
+}
+
+// runTors runs torTest as the machine is and then, with flip, again with
+// loopback's delayed acknowledgements switched the other way
+// (testnet.SetLoopbackQuickAck; root and ip needed), putting the routes
+// back afterwards. The run with immediate acknowledgements, if any, is the
+// one returned, the other hangs from it.
+func runTors(commit string, w io.Writer, flip bool) (*torRun, error) {
+	first, err := runTor(commit, w)
+	if err != nil || !flip {
+		return first, err
+	}
+	was, err := testnet.LoopbackQuickAck()
+	switch {
+	case err != nil:
+		first.noOther = err.Error()
+		return first, nil
+	case os.Geteuid() != 0:
+		first.noOther = "switching loopback's acknowledgements needs root"
+		return first, nil
+	}
+	fmt.Fprintf(os.Stderr, "report: tor: loopback quickack %v for a second run, put back afterwards\n", !was)
+	restore, err := testnet.SetLoopbackQuickAck(!was)
+	if err != nil {
+		return nil, err
+	}
+	// An interrupt during the second run puts the routes back first.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			if err := restore(); err != nil {
+				fmt.Fprintf(os.Stderr, "report: tor: %v\n", err)
+			}
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	second, err := runTor(commit, w)
+	signal.Stop(sig)
+	close(done)
+	if rerr := restore(); rerr != nil {
+		return nil, errors.Join(err, rerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if second.acks() == "immediate" {
+		first, second = second, first
+	}
+	first.other = second
+	return first, nil
 }
 
 // runTor runs torTest in the root module, with the tor tests required and
@@ -62,12 +140,22 @@ func runTor(commit string, w io.Writer) (*torRun, error) {
 }
 
 // The tor figures file: "# key: value" lines, then one figure per line.
+// A run's other run follows it after a "# other run" line; "# no other
+// run: why" says why there is none.
 func writeTor(path string, tr *torRun) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# date: %s\n# commit: %s\n# load before: %s\n# load after: %s\n# command: %s\n",
-		tr.date, tr.commit, tr.loadBefore, tr.loadAfter, tr.command)
-	for _, f := range tr.figures {
-		b.WriteString(f + "\n")
+	for r := tr; r != nil; r = r.other {
+		if r != tr {
+			b.WriteString("# other run\n")
+		}
+		fmt.Fprintf(&b, "# date: %s\n# commit: %s\n# load before: %s\n# load after: %s\n# command: %s\n",
+			r.date, r.commit, r.loadBefore, r.loadAfter, r.command)
+		if r.noOther != "" {
+			fmt.Fprintf(&b, "# no other run: %s\n", r.noOther)
+		}
+		for _, f := range r.figures {
+			b.WriteString(f + "\n")
+		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -83,11 +171,21 @@ func readTor(path string) (*torRun, error) {
 	}
 	defer f.Close()
 	tr := &torRun{}
-	fields := map[string]*string{"date": &tr.date, "commit": &tr.commit, "load before": &tr.loadBefore,
-		"load after": &tr.loadAfter, "command": &tr.command}
+	r := tr
 	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
+		if l == "# other run" {
+			if r.other != nil || r != tr {
+				return nil, fmt.Errorf("%s: more than one other run", path)
+			}
+			r.other = &torRun{}
+			r = r.other
+			continue
+		}
+		fields := map[string]*string{"date": &r.date, "commit": &r.commit, "load before": &r.loadBefore,
+			"load after": &r.loadAfter, "command": &r.command, "no other run": &r.noOther}
 		if k, v, ok := strings.Cut(strings.TrimPrefix(l, "# "), ": "); ok && strings.HasPrefix(l, "# ") {
 			if p := fields[k]; p != nil {
 				*p = v
@@ -95,7 +193,7 @@ func readTor(path string) (*torRun, error) {
 			continue
 		}
 		if strings.TrimSpace(l) != "" {
-			tr.figures = append(tr.figures, l)
+			r.figures = append(r.figures, l)
 		}
 	}
 	return tr, sc.Err()
@@ -220,8 +318,42 @@ func signed(d time.Duration) string {
 	return d.String()
 }
 
-// torTarget is the real-Tor target of issue 13, from a run's figures.
+// torTarget is the real-Tor target of issue 13, from a run's figures and
+// those of its other run.
 func torTarget(tr *torRun) (target, bool) {
+	t, ok := torTargetRun(tr)
+	if !ok {
+		return t, ok
+	}
+	if a := tr.acks(); a != "unknown" {
+		t.measured = strings.Replace(t.measured, "run of ", "loopback's TCP acknowledgements "+a+"; run of ", 1)
+	}
+	if o := tr.other; o != nil {
+		if ot, ok := torTargetRun(o); ok {
+			v, _, _ := strings.Cut(ot.measured, ",")
+			t.measured += fmt.Sprintf("; with loopback's acknowledgements %s, in a run of the same command right beside it: %s", o.acks(), v)
+			rc, oc := rawChain(tr.figures), rawChain(o.figures)
+			if rc != "" && oc != "" {
+				t.measured += fmt.Sprintf(" (tor's own raw chain there %s× the sum of its pings, against %s× here)", oc, rc)
+			}
+		}
+	}
+	return t, true
+}
+
+// rawChain is the raw chain ÷ the sum of the pings on the chain's own
+// streams, as the figure gives it; "" without it.
+func rawChain(figs []string) string {
+	for _, f := range figs {
+		if m := torChain.FindStringSubmatch(f); m != nil {
+			return m[4]
+		}
+	}
+	return ""
+}
+
+// torTargetRun is the real-Tor target from one run's figures.
+func torTargetRun(tr *torRun) (target, bool) {
 	if tr == nil {
 		return target{}, false
 	}
@@ -285,13 +417,25 @@ func renderTor(w func(string, ...any), path string, tr *torRun) {
 		return
 	}
 	w("From `bench/%s`, written by the last `go run ./cmd/report -tor` (the benchmarks above may be from a later run without `-tor`).\n\n", filepath.Base(path))
-	w("| | |\n|---|---|\n| date | %s |\n| commit | %s |\n| load average (1, 5, 15 min) before / after | %s / %s |\n| command | `%s` |\n\n",
-		tr.date, tr.commit, tr.loadBefore, tr.loadAfter, tr.command)
+	renderTorRun(w, tr)
+	if o := tr.other; o != nil {
+		w("\n### The same test with loopback's TCP acknowledgements %s\n\n", o.acks())
+		renderTorRun(w, o)
+	} else if tr.noOther != "" {
+		w("\nNo second run with loopback's acknowledgements switched the other way: %s.\n", tr.noOther)
+	}
+	w("\n*Loopback's acknowledgements*: Linux delays a TCP acknowledgement by up to 40 ms when it has nothing to send back at once, and a sender with Nagle's algorithm on (tor's sockets: it sets no `TCP_NODELAY`) holds a small segment until its earlier ones are acknowledged. On loopback, where a segment otherwise arrives in microseconds, each such hold is a 40 ms step in tor's own relaying: with the kernel's default, echoes of the same frame take about 20 ms on one circuit and tens of milliseconds more, in steps of about 40, on another (the raw echoes of the run with delayed acknowledgements), and which legs of a chain and which probes land on a step decides the ratio to the sum of the echoes, as tor's own raw chain against the sum of its pings shows. With `quickack 1` on loopback's local routes the kernel acknowledges at once and the steps go. `-tor.flip` (on by default) therefore runs the test twice, as the machine is and with the routes switched the other way (`testnet.SetLoopbackQuickAck`: root and `ip` needed, the routes put back afterwards), and the target is judged on the run with immediate acknowledgements: what tor's relaying costs without the holds, against which ghostcomm's part shows; the run with delayed acknowledgements is given in full, and its ratio beside the target's.\n")
+	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three echoes on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Echo` on the client's stream to hop 1, `Node.Echo` on hop 1's stream to hop 2 and on hop 2's to hop 3. An echo is a transport ping whose frame is as long as the message's frame on that leg, and whose pong is as long as the leg's answer (the test counts the bytes each leg's stream carried for the message); the next hop's transport reader answers it at once, with no handler: the stream's round trip through tor and both ends' transport for the message's cells, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move, and the bytes each way). Before each message, and before each set of three echoes or three pings, the streams stay idle for a moment (`-overhead.settle`, 300 ms), and echoes and pings take turns going first: on this network an exchange right after another on the same circuit often takes tens of milliseconds longer (a step of its latency), so without the pause whichever probe went second lost (in runs before the pause, the pings, always first, came out 1.3× to 1.6× below the messages on the same streams, the echoes after them about 1×). The figure against the pings (10-byte frames) on the same streams, the denominator of earlier runs, is shown beside the echoes'. The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the echo (and, in the line after, the ping) on the stream that leg took: a difference of tens of milliseconds (a step of the private network's latency) rather than a millisecond is more than a hop's compute and transport take (the hops' own compute below; the in-process network above for the transport). *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Raw chain*: three echo servers behind onions of the service tor, each of which, as a node does, reads a whole 2 KiB message, sends it on to the next through the service tor and answers once the next has answered (the last answers at once), the first dialed from the client's tor, one round trip of it in every round: the chain's shape and tors with no ghostcomm in it, what tor itself makes of a chain of round trips against the sum of one-hop ones. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *1 hop, one stream*: a 1-node Primary, 1 KiB messages one at a time, each followed by `Client.Echo` of its frames' sizes and `Client.Ping` on the stream it took; the message's leg is its round trip less the hop's `HopEvent.Total`. *Throughput*: the same 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
+}
+
+// renderTorRun is a run's table of when and how, and its figures.
+func renderTorRun(w func(string, ...any), tr *torRun) {
+	w("| | |\n|---|---|\n| date | %s |\n| commit | %s |\n| load average (1, 5, 15 min) before / after | %s / %s |\n| loopback's TCP acknowledgements | %s |\n| command | `%s` |\n\n",
+		tr.date, tr.commit, tr.loadBefore, tr.loadAfter, tr.acks(), tr.command)
 	for _, f := range tr.figures {
 		if _, fig, ok := strings.Cut(f, ": "); ok {
 			f = fig
 		}
 		w("- %s\n", f)
 	}
-	w("\nThe private network is 3 directory authorities, 3 relays and 2 client tors on loopback (`torctl/testnet`); the nodes publish their onions on one tor and dial the next hop through it, the client dials hop 1 from the other. *The target's denominator*: the sum of the medians of three echoes on the chain's own streams, the very streams each message took, sent in every round right after the message: `Client.Echo` on the client's stream to hop 1, `Node.Echo` on hop 1's stream to hop 2 and on hop 2's to hop 3. An echo is a transport ping whose frame is as long as the message's frame on that leg, and whose pong is as long as the leg's answer (the test counts the bytes each leg's stream carried for the message); the next hop's transport reader answers it at once, with no handler: the stream's round trip through tor and both ends' transport for the message's cells, without ghostcomm's processing; it dials nothing (a test on the fake Tor checks that the dial counts do not move, and the bytes each way). Before each message, and before each set of three echoes or three pings, the streams stay idle for a moment (`-overhead.settle`, 300 ms), and echoes and pings take turns going first: on this network an exchange right after another on the same circuit often takes tens of milliseconds longer (a step of its latency), so without the pause whichever probe went second lost (in runs before the pause, the pings, always first, came out 1.3× to 1.6× below the messages on the same streams, the echoes after them about 1×). The figure against the pings (10-byte frames) on the same streams, the denominator of earlier runs, is shown beside the echoes'. The ratio is of medians over the rounds; the median of the per-round ratios is shown too. *Leg by leg*: in the same rounds, each leg of the chain as the hops saw it (the client's round trip less hop 1's `HopEvent.Total`; hop i's `Total` less its `Process` and hop i+1's `Total`: tor, and both ends' transport, for a message's frame), next to the echo (and, in the line after, the ping) on the stream that leg took: a difference of tens of milliseconds (a step of the private network's latency) rather than a millisecond is more than a hop's compute and transport take (the hops' own compute below; the in-process network above for the transport). *The hops' own compute*: per message, `HopEvent.Process` of the two hops that forward plus `HopEvent.Total` of the last. *Raw chain*: three echo servers behind onions of the service tor, each of which, as a node does, reads a whole 2 KiB message, sends it on to the next through the service tor and answers once the next has answered (the last answers at once), the first dialed from the client's tor, one round trip of it in every round: the chain's shape and tors with no ghostcomm in it, what tor itself makes of a chain of round trips against the sum of one-hop ones. *Pings on streams of their own*: the same pings, in the same rounds, on a stream per hop that the test dials from the same tor to the same onion (another circuit): what another circuit makes of the same leg. *Raw echo*: an echo server behind an onion of the same tor, dialed from the client's tor, with 10 B, with 2 KiB (a 1 KiB message's frame), and with 2 KiB from a server that, like a node, answers only once the whole message has arrived: what tor itself makes of a frame's size; on that last stream, in the same rounds, the same 2 KiB written in four writes, as a frame's header and parts would go out one by one on a SOCKS stream (which is no `*net.TCPConn`, so `net.Buffers` cannot gather them; the pool writes every frame of up to 64 KiB at once for this); *by size*: the same stream, from 32 B to 997 B around tor's 498-byte cell. *1 hop, one stream*: a 1-node Primary, 1 KiB messages one at a time, each followed by `Client.Echo` of its frames' sizes and `Client.Ping` on the stream it took; the message's leg is its round trip less the hop's `HopEvent.Total`. *Throughput*: the same 1-node Primary, 16 messages in flight on the client's one stream, against an echo server behind an onion of the same tor, dialed from the same client tor, with 16 messages of the same size in flight on one stream.\n\n")
 }
