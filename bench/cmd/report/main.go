@@ -438,6 +438,13 @@ func ratioTarget(r results, issue int, what string, goal float64, g, f string) t
 	return t
 }
 
+// x25519Hop is what a hop's public-key work costs by itself: three X25519
+// shared secrets and one key generation (circl, which go-crypto and the
+// floor use), from Parts; NaN without them.
+func x25519Hop(r results) float64 {
+	return 3*r.get("Parts/x25519-circl", "ns/op") + r.get("Parts/x25519-keygen-circl", "ns/op")
+}
+
 func targets(r, perCore results) []target {
 	var ts []target
 	ns := func(name string) float64 { return r.get(name, "ns/op") }
@@ -460,6 +467,10 @@ func targets(r, perCore results) []target {
 	}
 	if t.known && !t.met && known(fh) {
 		t.why = fmt.Sprintf("the floor itself reaches %s; ghostcomm is %s of the floor (%s)", fmtRatio(sh/fh), fmtRatio(gh/fh), noise(r, "Hop/ghostcomm/1KiB", "Hop/floor/1KiB"))
+		if x := x25519Hop(r); known(x) {
+			t.why += fmt.Sprintf(". A hop's four X25519 operations alone (two to unwrap the layer's and the data box's keys, and a key generation and a shared secret to wrap the next hop's: Parts, same run) take %s, so lightning-onion ÷ a hop that did nothing else would be %s; at 2.3× a hop has %s for everything else (key derivation and wrap, Fernet, framing, the replay check), the floor spends %s on it and ghostcomm %s",
+				fmtDur(x), fmtRatio(sh/x), fmtDur(sh/2.3-x), fmtDur(fh-x), fmtDur(gh-x))
+		}
 	}
 	ts = append(ts, t)
 	for _, n := range []int{3, 5} {

@@ -81,6 +81,22 @@ func TestTargetsFromResults(t *testing.T) {
 	if seen != len(want) {
 		t.Fatalf("found %d of %d targets", seen, len(want))
 	}
+
+	// Lightning-onion not reached: the reason weighs the hop's X25519
+	// operations, when Parts measured them, against the room 2.3× leaves.
+	r["Hop/sphinx"] = map[string][]float64{"ns/op": {240}}
+	r["Parts/x25519-circl"] = map[string][]float64{"ns/op": {25}}
+	r["Parts/x25519-keygen-circl"] = map[string][]float64{"ns/op": {17}}
+	for _, tg := range targets(r, nil) {
+		if tg.what != "whole hop, 1 KiB: lightning-onion ProcessOnionPacket ÷ ghostcomm" {
+			continue
+		}
+		for _, want := range []string{"the floor itself reaches 2.40×", "take 92 ns", "would be 2.61×", "a hop has 12 ns for everything else", "the floor spends 8 ns on it and ghostcomm 38 ns"} {
+			if tg.met || !strings.Contains(tg.why, want) {
+				t.Errorf("lightning-onion target %+v: reason lacks %q", tg, want)
+			}
+		}
+	}
 }
 
 // TestSealedTargets: issue 14's targets read the sealed benchmarks and
