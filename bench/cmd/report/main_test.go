@@ -307,6 +307,15 @@ func TestTorFiguresRoundTrip(t *testing.T) {
 			t.Fatalf("rendered lacks %q:\n%s", want, b.String())
 		}
 	}
+	// A file with a third run, or a second "# other run", is refused
+	// rather than read as something it is not.
+	b2, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, append(b2, "# other run\n# date: x\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readTor(path); err == nil {
+		t.Fatal("a file with three runs read without error")
+	}
 	// Without a second run, the section says why.
 	out.other, out.noOther = nil, "switching loopback's acknowledgements needs root"
 	if err := writeTor(path, out); err != nil {
