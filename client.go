@@ -82,6 +82,16 @@ type ClientConfig struct {
 	// one, before the first fetch. Nil: the Dialer, if it implements
 	// ClientAuthorizer; otherwise the key must already be known to tor.
 	Authorizer ClientAuthorizer
+	// MaxInFlight bounds how many Sends are under way at once. A Send over
+	// the bound waits for its turn, in the order the Sends were called, for
+	// as long as its ctx (or Timeout) allows; the wait is part of its
+	// Timeout. With many concurrent senders on busy cores, a bound of a
+	// few messages per core keeps later messages from overtaking earlier
+	// ones, which shortens the slowest round trips (docs/PERFORMANCE.md
+	// measures it). Over Tor, where a round trip is mostly time on the
+	// network, it caps the Client at MaxInFlight messages a round trip.
+	// Zero or negative: no bound.
+	MaxInFlight int
 }
 
 // Client sends messages through a network: it fetches the lock-cycle payload
@@ -101,6 +111,8 @@ type Client struct {
 	closeNow context.CancelFunc
 
 	fetchSem   chan struct{} // holds a token while a fetch is under way (one at a time); guards authorized
+	inFlight   chan struct{} // a token per Send under way, MaxInFlight at most; nil: no bound
+	waiting    atomic.Int32  // Sends waiting for a token
 	authorized bool
 	mu         sync.Mutex
 	cycle      *Cycle
@@ -176,8 +188,35 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	}
 	cl := &Client{cfg: c, dialer: dialer, invite: invite, keys: keys, fetchSem: make(chan struct{}, 1),
 		pool: newPool(dialer, c.MaxFrameSize, c.IOTimeout, c.IdleTimeout, c.DialTimeout, c.Logger)}
+	if c.MaxInFlight > 0 {
+		cl.inFlight = make(chan struct{}, c.MaxInFlight)
+	}
 	cl.closing, cl.closeNow = context.WithCancel(context.Background())
 	return cl, nil
+}
+
+// admit waits for one of MaxInFlight turns and returns the func that gives
+// it back. Waiting Sends are admitted in the order they asked: a channel
+// hands its freed room to the sender that has waited longest, and a full
+// channel stays full while any waits, so a newcomer cannot take it first.
+func (c *Client) admit(ctx context.Context) (release func(), err error) {
+	if c.inFlight == nil {
+		return func() {}, nil
+	}
+	release = func() { <-c.inFlight }
+	select {
+	case c.inFlight <- struct{}{}:
+		return release, nil
+	default:
+	}
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	select {
+	case c.inFlight <- struct{}{}:
+		return release, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ghostcomm: send: waiting for one of MaxInFlight (%d) sends under way to finish: %w", cap(c.inFlight), ctx.Err())
+	}
 }
 
 // Fingerprint returns the fingerprint of the client's key.
@@ -591,8 +630,10 @@ func (c *Client) startBackground() bool {
 // hop's onion could not be reached), ErrHopTimeout, ErrReplay,
 // ErrStaleCycle, ErrProcessing, ErrBusy, ErrBudget, ErrAuth or ErrRejected.
 // When the caller's ctx (or Timeout) ends first the error matches
-// context.Canceled or context.DeadlineExceeded; a deadline is also a
-// *HopError naming hop 1 and matching ErrHopTimeout. A message that cannot
+// context.Canceled or context.DeadlineExceeded; a deadline met after the
+// message left is also a *HopError naming hop 1 and matching
+// ErrHopTimeout (one met while the Send waited for its turn under
+// MaxInFlight names no hop). A message that cannot
 // fit in a frame is ErrFrameTooLarge, before anything is sent. Every Send
 // under way when Close is called, or started after, returns ErrClosed.
 // When every hop's processor is deterministic the client checks the
@@ -611,6 +652,14 @@ func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
+	release, err := c.admit(ctx)
+	if err != nil {
+		if cerr := c.closedErr("send"); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	defer release()
 	cy, err := c.currentCycle(ctx)
 	if err != nil {
 		if cerr := c.closedErr("send"); cerr != nil {

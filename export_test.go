@@ -298,3 +298,6 @@ func (p *Primary) SealedKeys() []*sealed.PrivateKey {
 func SealedAnswer(sent *sealed.Sent, route []NodeInfo, typ uint8, body []byte) ([]byte, error) {
 	return sealedAnswer(sent, route, wire.Type(typ), body)
 }
+
+// SendsWaiting is how many Sends wait for a turn under MaxInFlight.
+func (c *Client) SendsWaiting() int { return int(c.waiting.Load()) }

@@ -130,14 +130,20 @@ func perLayer(sizes []int, n int) (int, bool) {
 	return d, true
 }
 
+// boundedInFlight is the MaxInFlight of the network fixture's second
+// Client: eight messages a core on the two-core machines the report is made
+// on.
+const boundedInFlight = 16
+
 // netFixture is a Primary of three identity nodes and a Client on the fake
 // Tor, shared by every network benchmark.
 type netFixture struct {
 	net     *tortest.Network
 	primary *ghostcomm.Primary
 	client  *ghostcomm.Client
-	route   *route       // a 3-hop route of fresh keys for the crypto-only bound
-	floor   *socketFloor // relays of route on the same fake Tor: the socket floor
+	bounded *ghostcomm.Client // a second Client, with ClientConfig.MaxInFlight boundedInFlight
+	route   *route            // a 3-hop route of fresh keys for the crypto-only bound
+	floor   *socketFloor      // relays of route on the same fake Tor: the socket floor
 
 	// hopNanos and hops sum HopEvent.Process over every hop the nodes
 	// handled: what the hops themselves computed, as against the round
@@ -179,6 +185,12 @@ func network(tb testing.TB) *netFixture {
 			_, netErr = f.client.Fetch(ctx)
 		}
 		if netErr == nil {
+			f.bounded, netErr = ghostcomm.NewClient(f.net.Dialer(), f.primary.Invite(nil), ghostcomm.ClientConfig{MaxInFlight: boundedInFlight})
+		}
+		if netErr == nil {
+			_, netErr = f.bounded.Fetch(ctx)
+		}
+		if netErr == nil {
 			f.route, netErr = newRoute(3)
 		}
 		if netErr == nil {
@@ -203,6 +215,9 @@ func (f *netFixture) close() error {
 	}
 	if f.client != nil {
 		f.client.Close()
+	}
+	if f.bounded != nil {
+		f.bounded.Close()
 	}
 	if f.primary != nil {
 		err = f.primary.Close()

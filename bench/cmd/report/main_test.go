@@ -448,3 +448,52 @@ func TestPctAgainstGoal(t *testing.T) {
 		}
 	}
 }
+
+// A run with the network through a Client of bounded MaxInFlight shows its
+// tail beside the default's, in the target and the network table, and says
+// whether it meets the target; the verdict stays the default's.
+func TestBoundedTail(t *testing.T) {
+	for _, c := range []struct {
+		p99, p50 []float64
+		measured string
+		why      string
+	}{
+		// Ratios of each run: 1.3, 1.2, 1.5 (median 1.3).
+		{[]float64{13, 12, 30}, []float64{10, 10, 20}, "; with ClientConfig.MaxInFlight 16, 1.30× (medians 13.0 vs 10.0 ms) at 90% of the unbounded client's msg/s", "which meets the target; the verdict is the default configuration's"},
+		// Ratios of each run: 1.6, 1.5, 1.7 (median 1.6).
+		{[]float64{16, 15, 34}, []float64{10, 10, 20}, "; with ClientConfig.MaxInFlight 16, 1.60× (medians 16.0 vs 10.0 ms) at 90% of the unbounded client's msg/s", "closer to the target but not at it"},
+	} {
+		r := results{
+			"Network/senders=64/network":             {"msg/s": {100, 100, 100}, "p99-ms": {30, 100, 45}, "p50-ms": {10, 50, 30}},
+			"Network/senders=64/crypto-only":         {"msg/s": {100, 100, 100}},
+			"Network/senders=64/network-inflight=16": {"msg/s": {90, 90, 90}, "p99-ms": c.p99, "p50-ms": c.p50},
+		}
+		var tg *target
+		for _, x := range targets(r, nil) {
+			if x.what == "same benchmark: p99 ÷ p50 round trip" {
+				tg = &x
+			}
+		}
+		if tg == nil {
+			t.Fatal("no p99 ÷ p50 target")
+		}
+		if tg.met || !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) {
+			t.Errorf("met %v, measured %q, why %q; want not met, %q and %q", tg.met, tg.measured, tg.why, c.measured, c.why)
+		}
+		var b strings.Builder
+		fmt.Fprint(&b, render(options{}, machine{}, nil, r, nil, nil, nil))
+		if !strings.Contains(b.String(), "| 64, `MaxInFlight` 16 | 90 |") {
+			t.Errorf("no MaxInFlight row in the network table")
+		}
+	}
+	// Without the bounded benchmark, nothing is said of it.
+	r := results{"Network/senders=64/network": {"p99-ms": {30}, "p50-ms": {10}}}
+	for _, x := range targets(r, nil) {
+		if strings.Contains(x.measured, "MaxInFlight") || strings.Contains(x.why, "MaxInFlight") {
+			t.Errorf("no bounded run, but: %q / %q", x.measured, x.why)
+		}
+	}
+	if strings.Contains(render(options{}, machine{}, nil, r, nil, nil, nil), "`MaxInFlight` ") {
+		t.Error("no bounded run, but a table row")
+	}
+}
