@@ -497,3 +497,35 @@ func TestBoundedTail(t *testing.T) {
 		t.Error("no bounded run, but a table row")
 	}
 }
+
+// The network's throughput target shows the socket floor's share of the
+// same bound, and says when the floor alone misses the target.
+func TestNetworkSocketFloorShare(t *testing.T) {
+	for _, c := range []struct {
+		floor         []float64
+		measured, why string
+		alone         bool
+	}{
+		{[]float64{77, 78, 76}, "; socket floor 77% of the bound in the same runs", "reached 77% of the bound in the same runs, and ghostcomm 91% of the socket floor", true},
+		{[]float64{90, 90, 90}, "; socket floor 90% of the bound in the same runs", "reached 90% of the bound in the same runs, and ghostcomm 78% of the socket floor", false},
+	} {
+		r := results{
+			"Network/senders=64/network":      {"msg/s": {70, 70, 70}},
+			"Network/senders=64/crypto-only":  {"msg/s": {100, 100, 100}},
+			"Network/senders=64/socket-floor": {"msg/s": c.floor},
+		}
+		var tg *target
+		for _, x := range targets(r, nil) {
+			if strings.HasPrefix(x.what, "in-process network") {
+				tg = &x
+			}
+		}
+		if tg == nil {
+			t.Fatal("no network target")
+		}
+		if tg.met || !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) ||
+			strings.Contains(tg.why, "alone cost more than the target leaves") != c.alone {
+			t.Errorf("met %v, measured %q, why %q", tg.met, tg.measured, tg.why)
+		}
+	}
+}
