@@ -414,15 +414,7 @@ func TestSocketFloorTail(t *testing.T) {
 			"Network/senders=64/crypto-only":  {"msg/s": {100, 100, 100}},
 			"Network/senders=64/socket-floor": {"p99-ms": c.floorP99, "p50-ms": c.floorP50},
 		}
-		var tg *target
-		for _, x := range targets(r, nil) {
-			if x.what == "same benchmark: p99 ÷ p50 round trip" {
-				tg = &x
-			}
-		}
-		if tg == nil {
-			t.Fatal("no p99 ÷ p50 target")
-		}
+		tg := findTarget(t, r, "same benchmark: p99 ÷ p50 round trip")
 		if !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) {
 			t.Errorf("measured %q, why %q; want %q and %q", tg.measured, tg.why, c.measured, c.why)
 		}
@@ -468,15 +460,7 @@ func TestBoundedTail(t *testing.T) {
 			"Network/senders=64/crypto-only":         {"msg/s": {100, 100, 100}},
 			"Network/senders=64/network-inflight=16": {"msg/s": {90, 90, 90}, "p99-ms": c.p99, "p50-ms": c.p50},
 		}
-		var tg *target
-		for _, x := range targets(r, nil) {
-			if x.what == "same benchmark: p99 ÷ p50 round trip" {
-				tg = &x
-			}
-		}
-		if tg == nil {
-			t.Fatal("no p99 ÷ p50 target")
-		}
+		tg := findTarget(t, r, "same benchmark: p99 ÷ p50 round trip")
 		if tg.met || !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) {
 			t.Errorf("met %v, measured %q, why %q; want not met, %q and %q", tg.met, tg.measured, tg.why, c.measured, c.why)
 		}
@@ -514,18 +498,22 @@ func TestNetworkSocketFloorShare(t *testing.T) {
 			"Network/senders=64/crypto-only":  {"msg/s": {100, 100, 100}},
 			"Network/senders=64/socket-floor": {"msg/s": c.floor},
 		}
-		var tg *target
-		for _, x := range targets(r, nil) {
-			if strings.HasPrefix(x.what, "in-process network") {
-				tg = &x
-			}
-		}
-		if tg == nil {
-			t.Fatal("no network target")
-		}
+		tg := findTarget(t, r, "in-process network")
 		if tg.met || !strings.HasSuffix(tg.measured, c.measured) || !strings.Contains(tg.why, c.why) ||
 			strings.Contains(tg.why, "alone cost more than the target leaves") != c.alone {
 			t.Errorf("met %v, measured %q, why %q", tg.met, tg.measured, tg.why)
 		}
 	}
+}
+
+// findTarget returns the target of r whose description starts with what.
+func findTarget(t *testing.T, r results, what string) target {
+	t.Helper()
+	for _, x := range targets(r, nil) {
+		if strings.HasPrefix(x.what, what) {
+			return x
+		}
+	}
+	t.Fatalf("no target %q", what)
+	return target{}
 }
