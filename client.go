@@ -90,7 +90,9 @@ type ClientConfig struct {
 	// ones, which shortens the slowest round trips (docs/PERFORMANCE.md
 	// measures it). Over Tor, where a round trip is mostly time on the
 	// network, it caps the Client at MaxInFlight messages a round trip.
-	// Zero or negative: no bound.
+	// A Send keeps its turn until it returns, so Sends held up by a slow
+	// hop keep theirs for as long as their own deadlines allow, and the
+	// others wait behind them. Zero or negative: no bound.
 	MaxInFlight int
 }
 
@@ -195,27 +197,33 @@ func NewClient(dialer Dialer, invite Invite, cfg ClientConfig) (*Client, error) 
 	return cl, nil
 }
 
-// admit waits for one of MaxInFlight turns and returns the func that gives
-// it back. Waiting Sends are admitted in the order they asked: a channel
-// hands its freed room to the sender that has waited longest, and a full
-// channel stays full while any waits, so a newcomer cannot take it first.
-func (c *Client) admit(ctx context.Context) (release func(), err error) {
+// admit waits for one of MaxInFlight turns, which leave gives back.
+// Waiting Sends are admitted in the order they asked: a channel hands its
+// freed room to the sender that has waited longest, and a full channel
+// stays full while any waits, so a newcomer cannot take it first.
+func (c *Client) admit(ctx context.Context) error {
 	if c.inFlight == nil {
-		return func() {}, nil
+		return nil
 	}
-	release = func() { <-c.inFlight }
 	select {
 	case c.inFlight <- struct{}{}:
-		return release, nil
+		return nil
 	default:
 	}
 	c.waiting.Add(1)
 	defer c.waiting.Add(-1)
 	select {
 	case c.inFlight <- struct{}{}:
-		return release, nil
+		return nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("ghostcomm: send: waiting for one of MaxInFlight (%d) sends under way to finish: %w", cap(c.inFlight), ctx.Err())
+		return fmt.Errorf("ghostcomm: send: waiting for one of MaxInFlight (%d) sends under way to finish: %w", cap(c.inFlight), ctx.Err())
+	}
+}
+
+// leave gives back the turn admit took.
+func (c *Client) leave() {
+	if c.inFlight != nil {
+		<-c.inFlight
 	}
 }
 
@@ -652,14 +660,13 @@ func (c *Client) Send(ctx context.Context, data []byte) (*Result, error) {
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	release, err := c.admit(ctx)
-	if err != nil {
+	if err := c.admit(ctx); err != nil {
 		if cerr := c.closedErr("send"); cerr != nil {
 			return nil, cerr
 		}
 		return nil, err
 	}
-	defer release()
+	defer c.leave()
 	cy, err := c.currentCycle(ctx)
 	if err != nil {
 		if cerr := c.closedErr("send"); cerr != nil {

@@ -28,26 +28,33 @@ var gatedKind = ghostcomm.ProcessorKind{Name: "test-gated", New: func(map[string
 	}), nil
 }}
 
+// gatedNet is a network of one test-gated node and a Client of cfg that
+// has fetched its cycle. releaseAll lets every message at the hop go; it
+// also runs before the network closes, when the test fails too (cleanups
+// run last registered first).
+func gatedNet(ctx context.Context, t *testing.T, cfg ghostcomm.ClientConfig) (tn *testNet, releaseAll func()) {
+	t.Helper()
+	registerOnce(t, gatedKind)
+	gatedEnter, gatedRelease = make(chan string, 16), make(chan struct{})
+	tn = newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour,
+		Processing: func(int, io.Reader) ghostcomm.ProcessorSpec { return ghostcomm.ProcessorSpec{Name: "test-gated"} }}, cfg)
+	var releaseOnce sync.Once
+	releaseAll = func() { releaseOnce.Do(func() { close(gatedRelease) }) }
+	t.Cleanup(releaseAll)
+	if _, err := tn.client.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return tn, releaseAll
+}
+
 // TestMaxInFlight: with MaxInFlight 2, a third Send waits without reaching
 // the network; waiting Sends are admitted in the order they were called; a
 // waiting Send whose ctx ends returns the context's error at once and
 // takes no turn; one waiting when the Client closes returns ErrClosed.
 func TestMaxInFlight(t *testing.T) {
-	registerOnce(t, gatedKind)
-	gatedEnter, gatedRelease = make(chan string, 16), make(chan struct{})
-	tn := newTestNet(t, ghostcomm.PrimaryConfig{Nodes: 1, Period: time.Hour,
-		Processing: func(int, io.Reader) ghostcomm.ProcessorSpec { return ghostcomm.ProcessorSpec{Name: "test-gated"} }},
-		ghostcomm.ClientConfig{MaxInFlight: 2})
-	// Let every message at the hop go before the network closes, also
-	// when the test fails (cleanups run last registered first).
-	var releaseOnce sync.Once
-	releaseAll := func() { releaseOnce.Do(func() { close(gatedRelease) }) }
-	t.Cleanup(releaseAll)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := tn.client.Fetch(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tn, releaseAll := gatedNet(ctx, t, ghostcomm.ClientConfig{MaxInFlight: 2})
 	type done struct {
 		msg string
 		err error
@@ -144,4 +151,43 @@ func TestMaxInFlight(t *testing.T) {
 		t.Fatal("the waiting Send did not return")
 	}
 	releaseAll()
+}
+
+// TestMaxInFlightTimeout: the wait for a turn is part of a Send's Timeout. A
+// Send with no deadline of its own, behind one held at a slow hop, returns
+// DeadlineExceeded once the Client's Timeout has passed, naming no hop,
+// while the one at the hop still holds its turn.
+func TestMaxInFlightTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tn, releaseAll := gatedNet(ctx, t, ghostcomm.ClientConfig{MaxInFlight: 1, Timeout: timeout})
+	held := make(chan error, 1)
+	go func() {
+		_, err := tn.client.Send(ctx, []byte("held")) // its own deadline: 20 s
+		held <- err
+	}()
+	select {
+	case <-gatedEnter:
+	case <-ctx.Done():
+		t.Fatal("the first message did not reach the hop")
+	}
+	t0 := time.Now()
+	_, err := tn.client.Send(context.Background(), []byte("waits"))
+	var he *ghostcomm.HopError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &he) {
+		t.Fatalf("waiting past the Client's Timeout: %v", err)
+	}
+	if d := time.Since(t0); d < timeout {
+		t.Fatalf("returned after %v, before the Timeout of %v", d, timeout)
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the held Send returned first: %v", err)
+	default:
+	}
+	releaseAll()
+	if err := <-held; err != nil {
+		t.Fatalf("the held Send: %v", err)
+	}
 }
